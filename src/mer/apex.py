@@ -1,0 +1,148 @@
+"""Apex spotting after Quang et al.: local intensity change in 10 landmark-placed regions.
+
+For frame i and reference frame j (onset or offset), per pixel of a region:
+    f(i, j) = (|F_i - F_j| + 1) / (|F_i - F_{i-eps}| + 1)
+averaged over the pixels of the region and then over the 10 regions. M_i = f(i, onset) + f(i, offset)
+(the offset term can be switched off) and the apex is argmax M_i over onset+eps..offset.
+The first eps frames are skipped: there F_{i-eps} would be clamped to the onset and the ratio would
+divide by noise alone.
+"""
+
+import numpy as np
+import pandas as pd
+
+from mer.frames import FrameError, read_clip
+from mer.io import write_tsv
+from mer.landmarks import to_array
+
+# Region centres as dlib-68 indices (or pairs averaged): eyebrows, glabella, inner eye corners,
+# nose sides, lip corners, chin. Sides are from the subject's point of view as dlib numbers them.
+REGIONS = {
+    "brow_right": [19],
+    "brow_left": [24],
+    "glabella": [21, 22],
+    "eye_corner_right": [39],
+    "eye_corner_left": [42],
+    "nose_side_right": [31],
+    "nose_side_left": [35],
+    "lip_corner_right": [48],
+    "lip_corner_left": [54],
+    "chin": [8],
+}
+
+
+def region_boxes(points, frame_shape, scale=0.5):
+    """Square boxes (x0, y0, x1, y1) in px, side = scale * mouth width (points 48-54), clipped to the frame."""
+    side = scale * float(np.linalg.norm(points[54] - points[48]))
+    half = max(1.0, side / 2)
+    h, w = frame_shape[:2]
+    boxes = []
+    for idx in REGIONS.values():
+        cx, cy = points[idx].mean(axis=0)
+        x0, y0 = int(round(max(0, cx - half))), int(round(max(0, cy - half)))
+        x1, y1 = int(round(min(w, cx + half))), int(round(min(h, cy + half)))
+        boxes.append((x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)))
+    return boxes
+
+
+def _ratio(clip, ref, eps):
+    """Mean over pixels of (|F_i - F_ref| + 1) / (|F_i - F_{i-eps}| + 1) for each frame i (float32)."""
+    prev = np.concatenate([np.repeat(clip[:1], eps, axis=0), clip[:-eps]]) if eps else clip
+    num = np.abs(clip - clip[ref]) + 1.0
+    den = np.abs(clip - prev) + 1.0
+    return (num / den).reshape(len(clip), -1).mean(axis=1)
+
+
+def spot_curve(clip, boxes, eps=3, use_offset=True):
+    """M_i for every frame of a (T, H, W) grayscale clip; boxes from `region_boxes`.
+
+    boxes may be one list for the clip or one list per frame (per-frame landmarks)."""
+    per_frame = isinstance(boxes[0], list | tuple) and isinstance(boxes[0][0], list | tuple)
+    t = len(clip)
+    m = np.zeros(t, dtype=np.float64)
+    for r in range(len(REGIONS)):
+        if per_frame:
+            # Each frame's region taken at that frame's box, resized to the onset box's size.
+            x0, y0, x1, y1 = boxes[0][r]
+            patches = []
+            for k in range(t):
+                a0, b0, a1, b1 = boxes[k][r]
+                p = clip[k, b0:b1, a0:a1]
+                patches.append(p if p.shape == (y1 - y0, x1 - x0) else _resize(p, (x1 - x0, y1 - y0)))
+            region = np.stack(patches).astype(np.float32)
+        else:
+            x0, y0, x1, y1 = boxes[r]
+            region = clip[:, y0:y1, x0:x1].astype(np.float32)
+        f = _ratio(region, 0, eps)
+        if use_offset:
+            f = f + _ratio(region, t - 1, eps)
+        m += f
+    return m / len(REGIONS)
+
+
+def _resize(patch, size):
+    import cv2
+
+    return cv2.resize(patch, size, interpolation=cv2.INTER_LINEAR)
+
+
+def spot_apex(curve, eps):
+    """Index (0-based within the clip) of the spotted apex: argmax of M over eps..T-1."""
+    start = eps if len(curve) > eps else 0
+    return start + int(np.argmax(curve[start:]))
+
+
+def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves_out, *, eps=3,
+                 use_offset=True, region_scale=0.5, threads=1):
+    """Spot every clip of one subject. Writes per clip (out): sheet apex, spotted apex, the annotated
+    choice (sheet apex, or the spotted one where the sheet has none, flagged), and the mid frame
+    (midway between onset and spotted apex, the paper's non-apex ablation); and the M_i curves."""
+    samples = pd.read_csv(samples_tsv, sep="\t", dtype={"subject": str})
+    marks = pd.read_csv(landmarks_tsv, sep="\t", dtype={"subject": str})
+    clips = samples[(samples.subject == subject) & samples.included]
+    rows, curves = [], []
+    for r in clips.itertuples():
+        onset, offset = int(r.onset), int(r.offset)
+        row = {"subject": subject, "filename": r.filename, "onset": onset, "offset": offset,
+               "apex_sheet": r.apex, "ok": False, "reason": ""}
+        lm = marks[(marks.filename == r.filename)]
+        if not len(lm) or not lm.ok.all():
+            bad = lm[~lm.ok].reason.iloc[0] if len(lm) else "no landmark row"
+            row["reason"] = f"sub{subject} {r.filename}: landmarks failed: {bad}"
+            rows.append(row)
+            continue
+        try:
+            clip = read_clip(root, pattern, subject, r.filename, onset, offset, threads=threads)
+        except FrameError as e:
+            row["reason"] = f"sub{subject} {r.filename}: {e}"
+            rows.append(row)
+            continue
+        pts = to_array(lm)
+        if len(lm) == 1:
+            boxes = region_boxes(pts[0], clip.shape[1:], region_scale)
+        else:
+            boxes = [region_boxes(p, clip.shape[1:], region_scale) for p in pts]
+        m = spot_curve(clip, boxes, eps=eps, use_offset=use_offset)
+        apex = onset + spot_apex(m, eps)
+        fallback = pd.isna(r.apex)
+        row.update({
+            "apex_spotted": apex,
+            "apex_annotated": apex if fallback else int(r.apex),
+            "annotated_fallback": bool(fallback),
+            "mid": (onset + apex) // 2,
+            "ok": True,
+        })
+        if fallback:
+            print(f"NOTE: sub{subject} {r.filename}: sheet apex missing; 'annotated' uses spotted apex {apex}")
+        rows.append(row)
+        curves += [{"subject": subject, "filename": r.filename, "frame": onset + k, "m": float(v)}
+                   for k, v in enumerate(m)]
+    table = pd.DataFrame(rows, columns=["subject", "filename", "onset", "offset", "apex_sheet",
+                                        "apex_spotted", "apex_annotated", "annotated_fallback", "mid",
+                                        "ok", "reason"])
+    for col in ("apex_sheet", "apex_spotted", "apex_annotated", "mid"):
+        table[col] = table[col].astype("Int64")
+    write_tsv(pd.DataFrame(curves, columns=["subject", "filename", "frame", "m"]), curves_out)
+    write_tsv(table, out)
+    print(f"sub{subject}: spotted {int(table.ok.sum())} of {len(table)} clips")
+    return table

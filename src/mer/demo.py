@@ -1,0 +1,375 @@
+"""A generated dataset shaped like CASME II, for users without the licensed data.
+
+Every subject is the public-domain astronaut portrait shipped with scikit-image (`skimage.data.astronaut`),
+warped into its own identity (size, face shape, tilt, position, skin tone, lighting) and placed on a grey
+background in a 640x480 frame. Each clip is that neutral face deformed by an emotion-specific, AU-like
+local motion (displacement field at landmark groups, Gaussian falloff) that rises from 0 at onset to its
+peak at the true apex and falls back to 0 at offset, plus slight head jitter and sensor noise.
+
+Layout written (as CASME II's raw release): out/frames/sub01/EP02_01f/img46.jpg, and out/coding.csv
+with CASME II's header. The Apex column holds the true apex frame.
+"""
+
+import csv
+import functools
+from multiprocessing import Pool
+from pathlib import Path
+
+import cv2
+import dlib
+import numpy as np
+
+from mer.io import atomic_path
+from mer.sheet import load_raw, normalise_subject
+
+FRAME_W, FRAME_H = 640, 480
+HEADER = ["Subject", "Filename", "", "OnsetFrame", "ApexFrame", "OffsetFrame", "", "Action Units",
+          "Estimated Emotion"]
+CLASSES = ["happiness", "disgust", "repression", "surprise", "others"]
+
+DEFAULT_AMPLITUDE = 5.0  # px in the 640x480 frame: peak AU displacement (about 2% of the face height)
+JITTER_PX = 0.3  # px, RMS of the smooth global head translation
+JITTER_SMOOTH = 3.0  # frames, Gaussian smoothing of the jitter
+NOISE_SIGMA = 2.0  # grey levels, Gaussian sensor noise per channel
+NOISE_PAD = 64  # px, the noise bank is this much larger than the frame; frames take shifted windows
+JPEG_QUALITY = 90
+
+# The base face: a crop of the astronaut portrait (512x512) around her head, rows/cols in its pixels.
+HEAD_ROWS, HEAD_COLS = (0, 260), (120, 330)
+HEAD_ELLIPSE = ((227, 108), (84, 108))  # (centre x, y), (semi-axes x, y) of the visible head, portrait px
+HEAD_FEATHER = 8.0  # portrait px, Gaussian blur of the head mask's edge
+FACE_SCALE = 2.0  # frame px per portrait px for an average subject: face (brow to chin) ~190 px tall
+FACE_ANCHOR = (320.0, 250.0)  # frame px where an average subject's landmark centroid lands
+BACKGROUND_GREY = 128.0  # grey level at the frame centre; corners darker by VIGNETTE
+VIGNETTE = 0.25
+
+# Action units: landmark groups (dlib 68, 0-based; a tuple is the mean of its points), a displacement
+# direction in the upright face (x: +1 = away from the face midline, y: +1 = down) and the Gaussian
+# falloff sigma as a fraction of the mouth width.
+AUS = {
+    "1": ([20, 21, 22, 23], (0.0, -1.0), 0.22),  # inner brow raiser
+    "2": ([17, 18, 19, 24, 25, 26], (0.0, -1.0), 0.22),  # outer brow raiser
+    "4": ([17, 18, 19, 20, 21, 22, 23, 24, 25, 26], (-0.55, 0.85), 0.22),  # brows lowered, drawn together
+    "6": ([(41, 48, 31), (46, 54, 35)], (0.0, -1.0), 0.25),  # cheek raiser
+    "7": ([40, 41, 46, 47], (0.0, -1.0), 0.10),  # lower eyelids up
+    "9": ([31, 35], (0.2, -1.0), 0.18),  # nose wrinkler: nostril wings up
+    "10": ([50, 51, 52], (0.0, -1.0), 0.18),  # upper lip raiser
+    "12": ([48, 54], (0.6, -0.8), 0.25),  # lip corners up and out
+    "14": ([48, 54], (-1.0, 0.0), 0.20),  # dimpler: lip corners tightened inward
+    "15": ([48, 54], (0.0, 1.0), 0.22),  # lip corners down
+    "17": ([8, 56, 57, 58], (0.0, -1.0), 0.25),  # chin raiser
+    "20": ([48, 54], (1.0, 0.15), 0.22),  # lip stretcher
+    "43": ([37, 38, 43, 44], (0.0, 1.0), 0.10),  # upper eyelids down: eyes narrowing
+}
+# Emotion -> (AU, relative weight) lists; the AU text written is the AUs used, joined by '+'.
+EMOTION_AUS = {
+    "happiness": [("6", 0.4), ("12", 1.0)],
+    "disgust": [("4", 1.0), ("9", 0.8), ("10", 0.8)],
+    "surprise": [("1", 1.0), ("2", 1.0)],
+    "repression": [("14", 0.7), ("15", 1.0), ("17", 0.8)],
+    "others": [("7", 1.0), ("43", 1.0)],  # one or both, chosen per clip
+    "sadness": [("1", 1.0), ("15", 1.0)],
+    "fear": [("1", 1.0), ("2", 1.0), ("4", 0.6), ("20", 1.0)],
+}
+
+
+def _rng(seed, subject, purpose, k=0):
+    """Independent stream per (seed, subject, purpose, clip): 0 table, 1 identity, 2 clip, 3 shuffle, 4 AUs."""
+    return np.random.default_rng([seed, subject, purpose, k])
+
+
+# ---------------------------------------------------------------------------------------------- base face
+
+
+@functools.lru_cache(maxsize=1)
+def base_face():
+    """(head crop BGR float32, feathered head mask float32 0..1, 68 landmarks (68, 2) in crop px)."""
+    from skimage.data import astronaut
+
+    from mer.dlibmodels import model_path
+
+    rgb = astronaut()
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    faces = dlib.get_frontal_face_detector()(gray, 1)
+    if len(faces) != 1:
+        raise RuntimeError(f"expected one face in the astronaut portrait, dlib found {len(faces)}")
+    shape = dlib.shape_predictor(str(model_path()))(gray, faces[0])
+    points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+    (r0, r1), (c0, c1) = HEAD_ROWS, HEAD_COLS
+    head = cv2.cvtColor(rgb[r0:r1, c0:c1], cv2.COLOR_RGB2BGR).astype(np.float32)
+    mask = np.zeros(head.shape[:2], np.float32)
+    (ex, ey), (ax, ay) = HEAD_ELLIPSE
+    cv2.ellipse(mask, (ex - c0, ey - r0), (ax, ay), 0, 0, 360, 1.0, -1, cv2.LINE_AA)
+    mask = cv2.GaussianBlur(mask, (0, 0), HEAD_FEATHER)
+    return head, mask, points - (c0, r0)
+
+
+def identity(seed, subject):
+    """A subject's look, drawn from its own RNG: face warp, position, skin tone, lighting."""
+    rng = _rng(seed, subject, 1)
+    return {
+        "scale": rng.uniform(0.9, 1.1),  # face size relative to FACE_SCALE
+        "aspect": rng.uniform(0.93, 1.07),  # width/height factor: face shape
+        "angle": rng.uniform(-4.0, 4.0),  # degrees, in-plane head tilt
+        "shift": (rng.uniform(-40, 40), rng.uniform(-25, 25)),  # px from FACE_ANCHOR
+        "gain": rng.uniform(0.85, 1.15, size=3),  # per-channel (BGR) skin tone gain
+        "light": rng.uniform(-0.15, 0.15),  # brightness change at the face edge along light_dir
+        "light_dir": rng.uniform(0, 2 * np.pi),  # radians
+    }
+
+
+def face_transform(ident):
+    """2x3 affine matrix from base-crop px to frame px for one identity."""
+    _, _, points = base_face()
+    centre = points.mean(axis=0)
+    s = FACE_SCALE * ident["scale"]
+    sx, sy = s * np.sqrt(ident["aspect"]), s / np.sqrt(ident["aspect"])
+    a = np.deg2rad(ident["angle"])
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    lin = rot @ np.diag([sx, sy])
+    target = np.array(FACE_ANCHOR) + ident["shift"]
+    return np.hstack([lin, (target - lin @ centre)[:, None]])
+
+
+@functools.lru_cache(maxsize=4)
+def neutral(seed, subject):
+    """(neutral frame uint8 BGR, its 68 landmarks in frame px, 2x3 face transform) of one subject."""
+    head, mask, points = base_face()
+    ident = identity(seed, subject)
+    m = face_transform(ident)
+    size = (FRAME_W, FRAME_H)
+    face = cv2.warpAffine(head, m, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(mask, m, size, flags=cv2.INTER_LINEAR)[..., None]
+    frame_points = points @ m[:, :2].T + m[:, 2]
+    # Skin tone and a linear lighting gradient, relative to the face centre and half-height.
+    gx, gy = np.meshgrid(np.arange(FRAME_W, dtype=np.float32), np.arange(FRAME_H, dtype=np.float32))
+    cx, cy = frame_points.mean(axis=0)
+    half = np.ptp(frame_points[:, 1]) / 2
+    d = ((gx - cx) * np.cos(ident["light_dir"]) + (gy - cy) * np.sin(ident["light_dir"])) / half
+    light = 1.0 + ident["light"] * np.clip(d, -1.5, 1.5)
+    face = face * ident["gain"].astype(np.float32) * light[..., None]
+    # Mid-grey background, darker towards the corners.
+    r2 = ((gx - FRAME_W / 2) / (FRAME_W / 2)) ** 2 + ((gy - FRAME_H / 2) / (FRAME_H / 2)) ** 2
+    background = (BACKGROUND_GREY * (1.0 - VIGNETTE * r2 / 2))[..., None]
+    out = alpha * face + (1 - alpha) * background
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), frame_points, m
+
+
+# ------------------------------------------------------------------------------------------------ motion
+
+
+def au_plan(emotion, rng):
+    """[(AU, weight)] for one clip: the emotion's AUs with per-clip weights in 0.7..1.0 of nominal."""
+    aus = EMOTION_AUS.get(emotion, EMOTION_AUS["others"])
+    if emotion == "happiness" and rng.random() < 0.5:
+        aus = aus[1:]  # the cheek raise only in about half the clips
+    if emotion not in ("happiness", "disgust", "surprise", "repression", "sadness", "fear"):
+        pick = rng.integers(1, 4)  # 1: first only, 2: second only, 3: both
+        aus = [au for i, au in enumerate(aus) if pick & (1 << i)]
+    return [(au, float(w * rng.uniform(0.7, 1.0))) for au, w in aus]
+
+
+def au_text(plan):
+    return "+".join(au for au, _ in plan)
+
+
+def displacement_field(plan, points, linear, step=2):
+    """Dense field (H, W, 2) float32 in units of the peak displacement (max length 1).
+
+    points: 68 landmarks in frame px; linear: 2x2 linear part of the face transform (directions are
+    defined on the upright base face and turn with it). Each AU adds weight * direction * Gaussian at its
+    points, scaled so that its own peak is its weight. Evaluated every `step` px and resized.
+    """
+    gx, gy = np.meshgrid(np.arange(0, FRAME_W, step, dtype=np.float32) + (step - 1) / 2,
+                         np.arange(0, FRAME_H, step, dtype=np.float32) + (step - 1) / 2)
+    mouth = float(np.linalg.norm(points[54] - points[48]))
+    midline = points[27:31, 0].mean()
+    field = np.zeros(gx.shape + (2,), np.float32)
+    for au, weight in plan:
+        group, (ox, oy), sigma_frac = AUS[au]
+        sigma = sigma_frac * mouth
+        part = np.zeros_like(field)
+        for p in group:
+            x, y = points[list(p) if isinstance(p, tuple) else p].reshape(-1, 2).mean(axis=0)
+            side = 1.0 if x >= midline else -1.0
+            v = linear @ np.array([ox * side, oy])
+            v = v / np.linalg.norm(v) * np.hypot(ox, oy)
+            g = np.exp(-((gx - x) ** 2 + (gy - y) ** 2) / (2 * sigma**2))
+            part += g[..., None] * v.astype(np.float32)
+        part *= weight / np.linalg.norm(part, axis=-1).max()
+        field += part
+    field /= max(np.linalg.norm(field, axis=-1).max(), 1e-6)
+    return cv2.resize(field, (FRAME_W, FRAME_H), interpolation=cv2.INTER_LINEAR)
+
+
+def time_profile(frames, onset, apex, offset):
+    """0 at onset, 1 at apex, 0 at offset: sin^2 ramps up and down (frames are frame numbers)."""
+    t = np.asarray(frames, dtype=np.float64)
+    r = np.ones_like(t)
+    up, down = t < apex, t > apex
+    r[up] = (t[up] - onset) / (apex - onset) if apex > onset else 1.0
+    r[down] = (offset - t[down]) / (offset - apex) if offset > apex else 1.0
+    return np.sin(np.pi / 2 * np.clip(r, 0.0, 1.0)) ** 2
+
+
+def head_jitter(n, rng):
+    """(n, 2) smooth random translation in px, RMS about JITTER_PX per axis, mean-reverting."""
+    pad = int(4 * JITTER_SMOOTH)
+    k = np.exp(-0.5 * (np.arange(-pad, pad + 1) / JITTER_SMOOTH) ** 2)
+    k /= np.sqrt((k**2).sum())  # unit variance after smoothing white noise
+    white = rng.standard_normal((n + 2 * pad, 2))
+    return JITTER_PX * np.stack([np.convolve(white[:, i], k, mode="valid") for i in range(2)], axis=1)
+
+
+# ------------------------------------------------------------------------------------------------ render
+
+
+def render_clip(job):
+    """Write the frames onset..offset of one clip. job: dict from `_jobs`. Returns the number of frames."""
+    cv2.setNumThreads(1)  # parallelism is across clips
+    seed, subj, k = job["seed"], job["subject_num"], job["k"]
+    base, points, m = neutral(seed, subj)
+    onset, apex, offset = job["onset"], job["apex"], job["offset"]
+    frames = np.arange(onset, offset + 1)
+    rng = _rng(seed, subj, 2, k)
+    field = displacement_field(job["plan"], points, m[:, :2]) if job["amplitude"] > 0 and job["plan"] else None
+    shift = job["amplitude"] * time_profile(frames, onset, apex, offset)
+    jitter = head_jitter(len(frames), rng)
+    # Sensor noise: one bank per clip, split into its positive and negative parts for saturating
+    # uint8 add/subtract; each frame takes a differently shifted window (no window used twice).
+    noise = np.rint(NOISE_SIGMA * rng.standard_normal((FRAME_H + NOISE_PAD, FRAME_W + NOISE_PAD, 3),
+                                                      dtype=np.float32))
+    pos, neg = np.clip(noise, 0, 255).astype(np.uint8), np.clip(-noise, 0, 255).astype(np.uint8)
+    windows = rng.choice(NOISE_PAD * NOISE_PAD, size=len(frames), replace=len(frames) > NOISE_PAD**2)
+    gx, gy = np.meshgrid(np.arange(FRAME_W, dtype=np.float32), np.arange(FRAME_H, dtype=np.float32))
+    folder = Path(job["out"]) / "frames" / f"sub{job['subject']}" / job["filename"]
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(frames):
+        # Backward map: the output pixel x shows the neutral face at x - displacement - jitter.
+        mx, my = gx - float(jitter[i, 0]), gy - float(jitter[i, 1])
+        if field is not None and shift[i] > 0:
+            mx = mx - float(shift[i]) * field[..., 0]
+            my = my - float(shift[i]) * field[..., 1]
+        img = cv2.remap(base, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        oy, ox = divmod(int(windows[i]), NOISE_PAD)
+        img = cv2.subtract(cv2.add(img, pos[oy:oy + FRAME_H, ox:ox + FRAME_W]),
+                           neg[oy:oy + FRAME_H, ox:ox + FRAME_W])
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise RuntimeError(f"JPEG encoding failed for {folder}/img{f}.jpg")
+        (folder / f"img{f}.jpg").write_bytes(buf.tobytes())
+    return len(frames)
+
+
+# ------------------------------------------------------------------------------------------------- sheet
+
+
+def _generated_rows(subjects, clips_per_subject, seed):
+    """Sheet rows (dicts) of a generated dataset: emotions cycle through CLASSES, shuffled per subject."""
+    rows = []
+    for subj in range(1, subjects + 1):
+        rng = _rng(seed, subj, 0)
+        emotions = [CLASSES[i % len(CLASSES)] for i in range(clips_per_subject)]
+        emotions = [emotions[i] for i in rng.permutation(clips_per_subject)]
+        for k, emotion in enumerate(emotions):
+            span = int(rng.integers(24, 41))  # frames, offset - onset + 1
+            onset = int(rng.integers(1, 61))
+            apex = onset + int(round(rng.uniform(0.35, 0.65) * (span - 1)))
+            suffix = "f" if rng.random() < 0.4 else ""
+            rows.append({"subject_num": subj, "subject": f"{subj:02d}", "k": k,
+                         "filename": f"EP{k + 1:02d}_{int(rng.integers(1, 12)):02d}{suffix}",
+                         "onset": onset, "apex": apex, "offset": onset + span - 1, "apex_text": str(apex),
+                         "emotion": emotion, "au_text": None})
+    return rows
+
+
+def _frame_number(value, what):
+    s = str(value).strip()
+    try:
+        f = float(s)
+    except ValueError:
+        raise ValueError(f"{what}: {s!r} is not a frame number") from None
+    if f != int(f) or f < 0:
+        raise ValueError(f"{what}: {s!r} is not a frame number")
+    return int(f)
+
+
+def _mirrored_rows(sheet):
+    """Sheet rows (dicts) copying a coding sheet: subjects, filenames, frames, emotions, AU text."""
+    rows, count = [], {}
+    for i, r in load_raw(sheet).iterrows():
+        where = f"{sheet} line {i + 2}"
+        subject = normalise_subject(r.subject)
+        onset = _frame_number(r.onset, f"{where} OnsetFrame")
+        offset = _frame_number(r.offset, f"{where} OffsetFrame")
+        apex_cell = "" if r.apex is None or str(r.apex).strip().lower() in ("", "nan", "none") else str(r.apex)
+        if apex_cell.strip() in ("", "/", "-", "?"):
+            apex, apex_text = (onset + offset) // 2, "/"  # render the apex mid-span, keep the quirk
+        else:
+            apex = _frame_number(apex_cell, f"{where} ApexFrame")
+            apex_text = str(apex)
+        if not onset <= apex <= offset:
+            raise ValueError(f"{where}: need onset <= apex <= offset, got {onset}, {apex}, {offset}")
+        subj = int(subject)
+        k = count.get(subj, 0)
+        count[subj] = k + 1
+        au = r.action_units
+        rows.append({"subject_num": subj, "subject": subject, "k": k, "filename": str(r.filename).strip(),
+                     "onset": onset, "apex": apex, "offset": offset, "apex_text": apex_text,
+                     "emotion": str(r.emotion).strip().lower(),
+                     "au_text": "" if au is None or str(au).strip().lower() == "nan" else str(au).strip()})
+    return rows
+
+
+def _shuffle_labels(rows, seed):
+    """Permute (emotion, AU text) within each subject; frames keep the motion of the true emotion."""
+    out = [dict(r) for r in rows]
+    for subj in sorted({r["subject_num"] for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r["subject_num"] == subj]
+        perm = _rng(seed, subj, 3).permutation(len(idx))
+        for i, j in zip(idx, perm, strict=True):
+            out[i]["emotion"], out[i]["au_text"] = rows[idx[j]]["emotion"], rows[idx[j]]["au_text"]
+    return out
+
+
+def write_sheet(rows, path):
+    """The coding sheet with CASME II's header (two blank spacer columns); written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(HEADER)
+        for r in rows:
+            w.writerow([r["subject"], r["filename"], "", r["onset"], r["apex_text"], r["offset"], "",
+                        r["au_text"], r["emotion"]])
+    return Path(path)
+
+
+def make_demo(out, subjects=6, clips_per_subject=10, amplitude=None, mirror=None, seed=0,
+              shuffle_labels=False, workers=2):
+    """Render the demo dataset into `out` and return the path of its coding sheet (out/coding.csv).
+
+    amplitude: peak AU displacement in frame px (None: DEFAULT_AMPLITUDE; 0: no expression motion).
+    mirror: a coding sheet whose rows (subjects, filenames, frames, emotions, AU text) are reproduced.
+    shuffle_labels: permute the written emotions within each subject (labels carry no signal).
+    The output is byte-identical for the same arguments, whatever the number of workers.
+    """
+    out = Path(out)
+    amplitude = DEFAULT_AMPLITUDE if amplitude is None else float(amplitude)
+    if amplitude < 0:
+        raise ValueError(f"amplitude must be >= 0 px, got {amplitude}")
+    rows = _mirrored_rows(mirror) if mirror else _generated_rows(subjects, clips_per_subject, seed)
+    jobs = []
+    for r in rows:
+        plan = au_plan(r["emotion"], _rng(seed, r["subject_num"], 4, r["k"]))
+        if r["au_text"] is None:
+            r["au_text"] = au_text(plan)
+        jobs.append({**r, "plan": plan, "seed": seed, "amplitude": amplitude, "out": str(out)})
+    base_face()  # load dlib once before forking
+    if workers > 1 and len(jobs) > 1:
+        with Pool(min(workers, len(jobs))) as pool:
+            list(pool.imap(render_clip, jobs, chunksize=1))
+    else:
+        for job in jobs:
+            render_clip(job)
+    if shuffle_labels:
+        rows = _shuffle_labels(rows, seed)
+    return write_sheet(rows, out / "coding.csv")

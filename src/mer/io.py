@@ -1,0 +1,45 @@
+"""Atomic file output: a killed job never leaves a file that looks complete."""
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)  # atomic on POSIX within one filesystem
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_tsv(df, path):
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False)
+
+
+def write_json(obj, path):
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_text(text, path):
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def log_to(path):
+    """Send this process's prints and warnings (stdout and stderr) to the job's log file, line-buffered."""
+    import sys
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout = sys.stderr = open(path, "w", buffering=1)  # noqa: SIM115 - lives as long as the job

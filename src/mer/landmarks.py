@@ -1,0 +1,90 @@
+"""Face box and 68 landmarks with dlib (HOG frontal detector + 68-point shape predictor)."""
+
+import functools
+
+import dlib
+import numpy as np
+import pandas as pd
+
+from mer.frames import FrameError, frame_path, read_frame
+from mer.io import write_tsv
+
+N_POINTS = 68
+POINT_COLUMNS = [f"x{k}" for k in range(N_POINTS)] + [f"y{k}" for k in range(N_POINTS)]
+
+
+@functools.lru_cache(maxsize=4)
+def _models(model_file):
+    if model_file is None:
+        from mer.dlibmodels import model_path
+
+        model_file = model_path()
+    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(model_file))
+
+
+def detect(gray, model_file=None, upsample=0):
+    """(box (l, t, r, b) in px, points (68, 2) float) of the largest face, or None if none is found."""
+    detector, predictor = _models(None if model_file is None else str(model_file))
+    faces = detector(gray, upsample)
+    if len(faces) == 0:
+        return None
+    face = max(faces, key=lambda r: r.width() * r.height())
+    shape = predictor(gray, face)
+    pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+    return (face.left(), face.top(), face.right(), face.bottom()), pts
+
+
+def to_array(rows):
+    """The (N, 68, 2) landmark array from rows of a landmarks table."""
+    xs = rows[[f"x{k}" for k in range(N_POINTS)]].to_numpy(np.float32)
+    ys = rows[[f"y{k}" for k in range(N_POINTS)]].to_numpy(np.float32)
+    return np.stack([xs, ys], axis=-1)
+
+
+def detect_clip(root, pattern, subject, filename, onset, offset, *, per_frame=False, retries=5,
+                model_file=None, upsample=0):
+    """Landmark rows for one clip. By default one row: the onset frame, or if no face is found there,
+    the first of the next `retries` frames with one (CASME II faces barely move). With per_frame,
+    one row per frame. A frame without a face gives a row with ok=False and the reason."""
+    frames = range(onset, offset + 1) if per_frame else range(onset, min(offset, onset + retries) + 1)
+    rows = []
+    for f in frames:
+        row = {"subject": subject, "filename": filename, "frame": f, "ok": False, "reason": ""}
+        path = frame_path(root, pattern, subject, filename, f)
+        try:
+            found = detect(read_frame(path), model_file, upsample)
+        except FrameError as e:
+            found, row["reason"] = None, str(e)
+        if found is None:
+            row["reason"] = row["reason"] or f"no face found in {path}"
+            rows.append(row)
+            continue
+        (row["left"], row["top"], row["right"], row["bottom"]), pts = found
+        row.update(dict(zip(POINT_COLUMNS, np.concatenate([pts[:, 0], pts[:, 1]]), strict=True)))
+        row["ok"] = True
+        rows.append(row)
+        if not per_frame:
+            return rows[-1:]  # the first frame with a face stands for the clip
+    if not per_frame:
+        return [{**rows[0], "reason": f"sub{subject} {filename}: no face found in frames "
+                 f"{frames[0]}..{frames[-1]} (first: {rows[0]['reason']})"}]
+    return rows
+
+
+def detect_subject(samples_tsv, subject, root, pattern, out, *, per_frame=False, model_file=None,
+                   upsample=0):
+    """Landmarks for every included clip of one subject, written to the TSV `out`."""
+    samples = pd.read_csv(samples_tsv, sep="\t", dtype={"subject": str})
+    clips = samples[(samples.subject == subject) & samples.included]
+    rows = []
+    for r in clips.itertuples():
+        rows += detect_clip(root, pattern, subject, r.filename, int(r.onset), int(r.offset),
+                            per_frame=per_frame, model_file=model_file, upsample=upsample)
+    table = pd.DataFrame(rows, columns=["subject", "filename", "frame", "ok", "reason", "left", "top",
+                                        "right", "bottom", *POINT_COLUMNS])
+    write_tsv(table, out)
+    failed = table[~table.ok]
+    for reason in failed.reason:
+        print(f"WARNING: {reason}")
+    print(f"sub{subject}: {len(clips)} clips, {int(table.ok.sum())} landmark rows, {len(failed)} failures")
+    return table

@@ -1,0 +1,225 @@
+"""Read a CASME II-style coding sheet (.xlsx or .csv) into one validated row per sample.
+
+Handles the quirks of the released sheets: unnamed spacer columns, subject ids as text ('01') or
+numbers (1), apex cells that are '/' or empty, irregular filenames, apex equal to onset or offset.
+"""
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from mer.frames import check_clip_frames
+
+# Normalised header (lower case, letters and digits only) -> our column name.
+HEADER_ALIASES = {
+    "subject": "subject",
+    "sub": "subject",
+    "filename": "filename",
+    "onsetframe": "onset",
+    "onset": "onset",
+    "apexframe": "apex",
+    "apex": "apex",
+    "apexframe1": "apex",
+    "offsetframe": "offset",
+    "offset": "offset",
+    "estimatedemotion": "emotion",
+    "emotion": "emotion",
+    "actionunits": "action_units",
+}
+REQUIRED = ["subject", "filename", "onset", "offset", "emotion"]
+# Original header names, so that messages speak the sheet's language.
+SHEET_NAMES = {
+    "subject": "Subject",
+    "filename": "Filename",
+    "onset": "OnsetFrame",
+    "apex": "ApexFrame",
+    "offset": "OffsetFrame",
+    "emotion": "Estimated Emotion",
+}
+COLUMNS = ["subject", "filename", "onset", "apex", "offset", "emotion", "action_units"]
+
+
+class SheetError(ValueError):
+    """The coding sheet cannot be used; the message names the file, row and column."""
+
+
+def _norm_header(name):
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def load_raw(path):
+    """The sheet as strings, spacer columns dropped and headers renamed to our names."""
+    path = Path(path)
+    if not path.exists():
+        raise SheetError(f"coding sheet not found: {path}")
+    try:
+        if path.suffix.lower() in (".xlsx", ".xls"):
+            raw = pd.read_excel(path, dtype=str)
+        elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
+            raw = pd.read_csv(path, dtype=str, sep=None, engine="python")
+        else:
+            raise SheetError(f"{path}: unsupported coding sheet type {path.suffix!r} (use .xlsx or .csv)")
+    except SheetError:
+        raise
+    except Exception as e:  # a corrupt xlsx or unparsable csv
+        raise SheetError(f"{path}: cannot read coding sheet: {e}") from e
+    rename, seen = {}, {}
+    for col in raw.columns:
+        key = HEADER_ALIASES.get(_norm_header(col))
+        if key is None:
+            continue  # spacer ('Unnamed: 2') or an extra column we do not use
+        if key in seen:
+            raise SheetError(f"{path}: columns {seen[key]!r} and {col!r} both look like {key!r}")
+        seen[key] = col
+        rename[col] = key
+    missing = [SHEET_NAMES.get(c, c) for c in REQUIRED if c not in seen]
+    if missing:
+        raise SheetError(
+            f"{path}: coding sheet lacks column(s) {missing}; found {list(map(str, raw.columns))}"
+        )
+    df = raw[list(rename)].rename(columns=rename)
+    for col in COLUMNS:
+        if col not in df:
+            df[col] = None
+    df = df[COLUMNS].copy()
+    # Drop rows that are entirely empty (trailing lines of spreadsheets).
+    df = df[~df.apply(lambda r: all(_blank(v) for v in r), axis=1)].reset_index(drop=True)
+    return df
+
+
+def _blank(v):
+    return v is None or (isinstance(v, float) and pd.isna(v)) or str(v).strip() in ("", "nan", "None")
+
+
+def _int_cell(v):
+    s = str(v).strip()
+    if re.fullmatch(r"\d+(\.0+)?", s):
+        return int(float(s))
+    raise ValueError(s)
+
+
+def normalise_subject(v, width=2):
+    """'01', 1, '1.0' and 'sub01' all become '01'."""
+    s = str(v).strip().lower()
+    s = s[3:] if s.startswith("sub") else s
+    return f"{_int_cell(s):0{width}d}"
+
+
+def task_labels(emotion, tasks):
+    """{task: class or ''} for one emotion; tasks maps task -> {class: [emotions]}."""
+    out = {}
+    for task, classes in tasks.items():
+        out[task] = next((c for c, emos in classes.items() if emotion in emos), "")
+    return out
+
+
+def read_sheet(path, *, tasks, emotions=None, subject_width=2):
+    """Parse and check every row. Returns a DataFrame with one row per sheet row.
+
+    Columns: subject, filename, onset, apex, offset, apex_missing, emotion, action_units,
+    label_<task> for each task, included, reason. A bad row has included=False and a reason that
+    names subject, filename and column.
+    """
+    df = load_raw(path)
+    known = set(emotions or []) | {e for classes in tasks.values() for emos in classes.values() for e in emos}
+    rows, seen = [], {}
+    for i, r in df.iterrows():
+        line = i + 2  # spreadsheet line: header is line 1
+        problems = []
+        subject = str(r.subject).strip() if not _blank(r.subject) else ""
+        try:
+            subject = normalise_subject(r.subject, subject_width)
+        except ValueError:
+            problems.append(f"column Subject: {r.subject!r} is not a subject number")
+        filename = "" if _blank(r.filename) else str(r.filename).strip()
+        if not filename:
+            problems.append("column Filename: empty")
+        frames = {}
+        for col in ("onset", "offset"):
+            try:
+                frames[col] = _int_cell(r[col])
+            except ValueError:
+                problems.append(f"column {SHEET_NAMES[col]}: {r[col]!r} is not a frame number")
+        apex_missing = _blank(r.apex) or str(r.apex).strip() in ("/", "-", "?")
+        apex = None
+        if not apex_missing:
+            try:
+                apex = _int_cell(r.apex)
+            except ValueError:
+                problems.append(f"column ApexFrame: {r.apex!r} is not a frame number or '/'")
+        if len(frames) == 2:
+            if frames["onset"] > frames["offset"]:
+                problems.append(f"column OnsetFrame/OffsetFrame: onset {frames['onset']} > offset {frames['offset']}")
+            elif apex is not None and not frames["onset"] <= apex <= frames["offset"]:
+                problems.append(
+                    f"column ApexFrame: apex {apex} outside onset..offset {frames['onset']}..{frames['offset']}"
+                )
+        emotion = "" if _blank(r.emotion) else str(r.emotion).strip().lower()
+        if emotion not in known:
+            problems.append(f"column Estimated Emotion: unknown label {r.emotion!r} (known: {sorted(known)})")
+        key = (subject, filename)
+        if key in seen and filename:
+            problems.append(f"column Filename: duplicate of sheet line {seen[key]}")
+        seen.setdefault(key, line)
+        row = {
+            "subject": subject,
+            "filename": filename,
+            "onset": frames.get("onset"),
+            "apex": apex,
+            "offset": frames.get("offset"),
+            "apex_missing": apex_missing,
+            "emotion": emotion,
+            "action_units": "" if _blank(r.action_units) else str(r.action_units).strip(),
+            **{f"label_{t}": lab for t, lab in task_labels(emotion, tasks).items()},
+            "included": not problems,
+            "reason": "; ".join(f"{path.name if hasattr(path, 'name') else path} line {line} "
+                                f"sub{subject} {filename}: {p}" for p in problems),
+        }
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    for col in ("onset", "apex", "offset"):
+        out[col] = out[col].astype("Int64")
+    return out
+
+
+def check_frames(samples, root, pattern, threads=2):
+    """Mark rows whose frames onset..offset are missing or do not decode as excluded."""
+    samples = samples.copy()
+    todo = samples.index[samples.included]
+    results = check_clip_frames(
+        [(samples.at[i, "subject"], samples.at[i, "filename"], int(samples.at[i, "onset"]),
+          int(samples.at[i, "offset"])) for i in todo],
+        root, pattern, threads=threads,
+    )
+    for i, problem in zip(todo, results, strict=True):
+        if problem:
+            samples.at[i, "included"] = False
+            samples.at[i, "reason"] = f"sub{samples.at[i, 'subject']} {samples.at[i, 'filename']}: {problem}"
+    return samples
+
+
+def apply_policy(samples, policy):
+    """policy 'fail' raises on any excluded row (listing them all); 'exclude' keeps them recorded."""
+    bad = samples[~samples.included]
+    if policy == "fail" and len(bad):
+        listing = "\n  ".join(bad.reason.tolist()[:50])
+        raise SheetError(f"{len(bad)} bad row(s) in the coding sheet (bad_rows: fail):\n  {listing}")
+    return samples
+
+
+def write_samples(sheet, root, pattern, out, *, tasks, emotions=None, bad_rows="exclude",
+                  subject_width=2, threads=2):
+    """The read_sheet stage: parse, check every frame, apply the policy, write samples.tsv."""
+    from mer.io import write_tsv
+
+    samples = read_sheet(sheet, tasks=tasks, emotions=emotions, subject_width=subject_width)
+    samples = check_frames(samples, root, pattern, threads=threads)
+    apply_policy(samples, bad_rows)  # raises before anything is written under 'fail'
+    write_tsv(samples, out)
+    for reason in samples.reason[~samples.included]:
+        print(f"EXCLUDED: {reason}")
+    inc = samples[samples.included]
+    counts = {t: int(inc[f"label_{t}"].ne("").sum()) for t in tasks}
+    print(f"{len(samples)} rows, {len(inc)} included, {inc.subject.nunique()} subjects; per task: {counts}")
+    return samples

@@ -1,0 +1,94 @@
+checkpoint read_sheet:
+    input:
+        sheet=SHEET,
+        frames=rules.make_demo.output.frames if DEMO else [],
+        code=code("sheet", "frames"),
+    output:
+        samples=f"{RES}/samples.tsv",
+    params:
+        root=FRAMES_ROOT,
+        data=config["data"],
+        tasks=config["tasks"],
+        emotions=config["emotions"],
+    log:
+        f"{RES}/logs/read_sheet.log",
+    threads: 2
+    script:
+        "../scripts/read_sheet.py"
+
+
+rule detect_landmarks:
+    input:
+        samples=f"{RES}/samples.tsv",
+        frames=subject_frames,
+        code=code("landmarks", "frames"),
+    output:
+        f"{RES}/landmarks/sub{{subject}}.tsv",
+    params:
+        root=FRAMES_ROOT,
+        pattern=config["data"]["frame_pattern"],
+        landmarks=config["landmarks"],
+    log:
+        f"{RES}/logs/detect_landmarks/sub{{subject}}.log",
+    script:
+        "../scripts/detect_landmarks.py"
+
+
+rule spot_apex:
+    input:
+        samples=f"{RES}/samples.tsv",
+        landmarks=f"{RES}/landmarks/sub{{subject}}.tsv",
+        frames=subject_frames,
+        code=code("apex", "frames"),
+    output:
+        apex=f"{RES}/apex/sub{{subject}}.tsv",
+        curves=f"{RES}/apex/sub{{subject}}_curves.tsv",
+    params:
+        root=FRAMES_ROOT,
+        pattern=config["data"]["frame_pattern"],
+        apex=config["apex"],
+    log:
+        f"{RES}/logs/spot_apex/sub{{subject}}.log",
+    script:
+        "../scripts/spot_apex.py"
+
+
+rule crop_faces:
+    input:
+        samples=f"{RES}/samples.tsv",
+        landmarks=f"{RES}/landmarks/sub{{subject}}.tsv",
+        apex=f"{RES}/apex/sub{{subject}}.tsv",
+        code=code("crops", "align"),
+    output:
+        f"{RES}/crops/sub{{subject}}.h5",
+    params:
+        root=FRAMES_ROOT,
+        pattern=config["data"]["frame_pattern"],
+        crop=config["crop"],
+    log:
+        f"{RES}/logs/crop_faces/sub{{subject}}.log",
+    script:
+        "../scripts/crop_faces.py"
+
+
+rule report_preprocessing:
+    input:
+        samples=f"{RES}/samples.tsv",
+        landmarks=per_subject(f"{RES}/landmarks/sub{{subject}}.tsv"),
+        apex=per_subject(f"{RES}/apex/sub{{subject}}.tsv"),
+        curves=per_subject(f"{RES}/apex/sub{{subject}}_curves.tsv"),
+        crops=per_subject(f"{RES}/crops/sub{{subject}}.h5"),
+        code=code("prep_report"),
+    output:
+        report=f"{RES}/preprocessing/report.md",
+        errors=f"{RES}/preprocessing/apex_error.tsv",
+        excluded=f"{RES}/preprocessing/excluded.tsv",
+        curves=f"{RES}/preprocessing/apex_curves.png",
+        montage=f"{RES}/preprocessing/crops_montage.png",
+    params:
+        task=config["report"]["task"],
+        out=f"{RES}/preprocessing",
+    log:
+        f"{RES}/logs/report_preprocessing.log",
+    script:
+        "../scripts/report_preprocessing.py"

@@ -1,0 +1,8 @@
+from mer.crops import crop_subject
+from mer.io import log_to
+
+log_to(snakemake.log[0])
+p = snakemake.params.crop
+crop_subject(snakemake.input.samples, snakemake.input.landmarks, snakemake.input.apex,
+             snakemake.wildcards.subject, snakemake.params.root, snakemake.params.pattern, snakemake.output[0],
+             size=p["size"], align=p["align"])
