@@ -1,10 +1,11 @@
-# mer: raw frames -> landmarks -> apex -> HDF5 face crops (-> LOSO training -> reports).
+# mer: raw frames -> landmarks -> apex -> HDF5 face crops -> LOSO training -> reports.
 # Run: snakemake --cores 8 --resources gpu=1   (config.yaml = the generated demo)
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

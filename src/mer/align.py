@@ -33,23 +33,20 @@ def _template_unit():
     if found is None:  # would mean the dlib model is broken
         raise RuntimeError("dlib found no face in the reference portrait")
     pts = found[1].astype(np.float64)
-    tf = SimilarityTransform()
-    tf.estimate(np.array(eye_centres(pts)), eye_targets(1.0))
-    return tf(pts)
+    return SimilarityTransform.from_estimate(np.array(eye_centres(pts)), eye_targets(1.0))(pts)
 
 
 def transform(points, size, method="eyes"):
     """2x3 matrix mapping frame px to crop px. 'eyes': the two eye centres go to fixed places
     (exact two-point fit); 'all68': least-squares similarity of all 68 points to the template."""
     points = np.asarray(points, dtype=np.float64)
-    tf = SimilarityTransform()
     if method == "eyes":
-        ok = tf.estimate(np.array(eye_centres(points)), eye_targets(size))
+        tf = SimilarityTransform.from_estimate(np.array(eye_centres(points)), eye_targets(size))
     elif method == "all68":
-        ok = tf.estimate(points, _template_unit() * size)
+        tf = SimilarityTransform.from_estimate(points, _template_unit() * size)
     else:
         raise ValueError(f"unknown alignment method {method!r} (use 'eyes' or 'all68')")
-    if not ok:
+    if not tf:  # a FailedEstimation
         raise ValueError("degenerate landmarks: cannot estimate the alignment")
     return tf.params[:2].astype(np.float64)
 

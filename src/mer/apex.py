@@ -5,7 +5,8 @@ For frame i and reference frame j (onset or offset), per pixel of a region:
 averaged over the pixels of the region and then over the 10 regions. M_i = f(i, onset) + f(i, offset)
 (the offset term can be switched off) and the apex is argmax M_i over onset+eps..offset.
 The first eps frames are skipped: there F_{i-eps} would be clamped to the onset and the ratio would
-divide by noise alone.
+divide by noise alone. Since the denominator is smallest where F_i ~ F_{i-eps}, the peak of M sits
+up to about eps/2 frames after the true apex of a symmetric rise and fall.
 """
 
 import numpy as np

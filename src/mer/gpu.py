@@ -15,16 +15,17 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def acquire_slot(lock_dir, n_slots, poll=1.0):
+def acquire_slot(lock_dir, n_slots, poll=1.0, timeout=None):
     """Hold the first free slot of 0..n_slots-1 for the duration of the block; yield its number.
 
-    When every slot is taken, retry every `poll` seconds until one frees.
+    When every slot is taken, retry every `poll` seconds until one frees, or raise TimeoutError after
+    `timeout` seconds (None: wait for ever).
     """
     if n_slots < 1:
         raise ValueError(f"n_slots must be >= 1, not {n_slots}")
     lock_dir = Path(lock_dir)
     lock_dir.mkdir(parents=True, exist_ok=True)
-    waited = False
+    waited, t0 = False, time.monotonic()
     while True:
         for k in range(n_slots):
             f = open(lock_dir / f"slot{k}.lock", "a+")  # closed below, or after the block
@@ -42,6 +43,8 @@ def acquire_slot(lock_dir, n_slots, poll=1.0):
                 fcntl.flock(f, fcntl.LOCK_UN)
                 f.close()
             return
+        if timeout is not None and time.monotonic() - t0 >= timeout:
+            raise TimeoutError(f"no free slot among {n_slots} in {lock_dir} after {timeout} s")
         if not waited:
             print(f"all {n_slots} GPU slots in {lock_dir} are taken; waiting", file=sys.stderr, flush=True)
             waited = True

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 class FocalLoss(nn.Module):
     """FL = -alpha_y * (1 - p_y)^gamma * log p_y, where p_y is the softmax probability of the true class.
 
-    gamma: focusing parameter (0 gives cross entropy). alpha: optional per-class weights (list, one per class).
+    gamma: focusing parameter (0 gives cross entropy).
+    alpha: optional per-class weights (list, one per class, in label-index order).
     reduction 'mean' is the plain mean over samples (as in Lin et al.), so with alpha it differs from
     F.cross_entropy(weight=alpha), which divides by the sum of the weights instead.
     """
@@ -48,5 +49,6 @@ def build_loss(name, gamma=2.0, alpha=None):
     if name == "focal":
         return FocalLoss(gamma=gamma, alpha=alpha)
     if name == "ce":
-        return nn.CrossEntropyLoss(weight=None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32))
+        weight = None if alpha is None else torch.as_tensor(alpha, dtype=torch.float32)
+        return nn.CrossEntropyLoss(weight=weight)
     raise ValueError(f"unknown loss {name!r}: expected 'focal' or 'ce'")

@@ -39,7 +39,7 @@ def build_model(backbone, num_classes, pretrained="none", drop_rate=0.0):
 
 
 def check_se_reduction(model, reduction=SE_REDUCTION):
-    """Assert every SE block squeezes its channels by `reduction` (e.g. 256 -> 16 in SE-ResNeXt-50's stage 1)."""
+    """Assert every SE block squeezes its channels by `reduction` (256 -> 16 in SE-ResNeXt-50's stage 1)."""
     for name, m in model.named_modules():
         if isinstance(m, SEModule):
             c, r = m.fc1.in_channels, m.fc1.out_channels

@@ -70,4 +70,53 @@ def per_subject(pattern):
 
 
 def all_targets(wildcards):
-    return [f"{RES}/preprocessing/report.md"]
+    targets = [f"{RES}/preprocessing/report.md"]
+    if EXPERIMENTS:
+        targets += [f"{RES}/summary.md", f"{RES}/summary.tsv"]
+    return targets
+
+
+def make_experiments(cfg):
+    """name -> full experiment config: `train` defaults, then each listed experiment, then the grid."""
+    import itertools
+
+    base = {k: v for k, v in cfg["train"].items()}
+    out = {}
+    for e in cfg["experiments"]:
+        out[e["name"]] = {**base, **e, "augment": {**base["augment"], **e.get("augment", {})}}
+    keys = [k for k, v in cfg["grid"].items() if v]
+    for values in itertools.product(*(cfg["grid"][k] for k in keys)) if keys else []:
+        e = dict(zip(keys, values))
+        name = "_".join(str(v) for v in values)
+        out.setdefault(name, {**base, **e, "name": name})
+    for name, e in out.items():
+        if e["task"] not in cfg["tasks"]:
+            raise ValueError(f"experiment {name}: task {e['task']!r} is not a key of `tasks` {list(cfg['tasks'])}")
+        e["classes"] = list(cfg["tasks"][e["task"]])
+    return out
+
+
+EXPERIMENTS = make_experiments(config)
+
+
+def fold_subjects(experiment):
+    """Subjects with at least one included sample for the experiment's task: one fold each."""
+    s = samples()
+    col = f"label_{EXPERIMENTS[experiment]['task']}"
+    return sorted(s[s.included & s[col].fillna("").ne("")].subject.unique())
+
+
+def fold_outputs(name):
+    """Input function: one fold file per held-out subject of the experiment."""
+    return lambda wc: [
+        f"{RES}/{wc.experiment}/folds/{s}/{name}" for s in fold_subjects(wc.experiment)
+    ]
+
+
+def gpu_slots():
+    """GPU slots for concurrent folds: config gpu.slots, else the --resources gpu=N limit, else 1."""
+    if config["gpu"]["slots"]:
+        return int(config["gpu"]["slots"])
+    limit = workflow.global_resources.get("gpu")
+    limit = getattr(limit, "value", limit)  # Snakemake 9 wraps resource values
+    return int(limit) if isinstance(limit, int | float) and limit > 0 else 1

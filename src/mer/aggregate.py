@@ -1,0 +1,157 @@
+"""Pool the LOSO folds of an experiment into one score, and tabulate experiments like the paper.
+
+Scores are computed once over the pooled predictions of all held-out subjects (not as a mean of
+per-fold scores), as is usual for CASME II LOSO results.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # the object API: no pyplot state, no GUI backend, nothing left open
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import accuracy_score, f1_score
+
+from mer.data import subject_sort_key
+from mer.io import atomic_path, write_json, write_text, write_tsv
+from mer.metrics import classification_metrics
+
+# Literature values of the paper (CASME II, LOSO, apex frame, 5 classes), shown beside our results in
+# summary tables only; never used in any computation. Fields the brief does not state are left blank.
+PAPER_REPORTED = [
+    dict(method="SE-ResNeXt-50", backbone="seresnext50_32x4d", frame="apex", loss="focal", task="5class",
+         epochs=100, accuracy=0.5926, uf1=0.5853),
+    dict(method="ResNet-50", backbone="resnet50", frame="apex", loss="", task="5class",
+         epochs=100, accuracy=0.4814, uf1=0.4599),
+    dict(method="ResNeXt-50", backbone="resnext50_32x4d", frame="apex", loss="", task="5class",
+         epochs=100, accuracy=0.5556, uf1=0.5059),
+]
+
+METHOD_NAMES = {
+    "seresnext50_32x4d": "SE-ResNeXt-50", "resnet50": "ResNet-50", "resnext50_32x4d": "ResNeXt-50",
+}
+
+
+def aggregate(fold_dirs, classes, out_dir, experiment):
+    """Pool every fold's predictions.tsv; write predictions.tsv, metrics.json, confusion.csv/.png and
+    per_fold.tsv/.png into out_dir. `experiment` (its name or config) is stored in metrics.json."""
+    classes, out_dir = list(classes), Path(out_dir)
+    folds = [pd.read_csv(Path(d) / "predictions.tsv", sep="\t", dtype={"subject": str, "y_true": str,
+                                                                       "y_pred": str})
+             for d in fold_dirs]
+    if not folds:
+        raise ValueError("no folds to aggregate")
+    pooled = pd.concat(folds, ignore_index=True)
+    pooled = pooled.iloc[sorted(range(len(pooled)), key=lambda i: (subject_sort_key(pooled.subject[i]),
+                                                                   pooled.filename[i]))]
+    write_tsv(pooled, out_dir / "predictions.tsv")
+
+    metrics = classification_metrics(pooled.y_true, pooled.y_pred, classes)
+    metrics.update(n_folds=len(folds), n_samples=len(pooled), experiment=experiment)
+    write_json(metrics, out_dir / "metrics.json")
+    confusion = pd.DataFrame(metrics["confusion"], index=pd.Index(classes, name="true"), columns=classes)
+    with atomic_path(out_dir / "confusion.csv") as tmp:
+        confusion.to_csv(tmp)
+
+    # per-fold scores are for inspection only; a fold's UF1 averages the classes that occur in it
+    # (sklearn's default labels), since one subject rarely shows every class
+    per_fold = pd.DataFrame([
+        dict(subject=s, n=len(g), accuracy=accuracy_score(g.y_true, g.y_pred),
+             uf1=f1_score(g.y_true, g.y_pred, average="macro", zero_division=0))
+        for s, g in pooled.groupby("subject", sort=False)
+    ])
+    write_tsv(per_fold, out_dir / "per_fold.tsv")
+
+    name = experiment.get("name", "") if isinstance(experiment, dict) else str(experiment)
+    title = f"{name}: accuracy {metrics['accuracy']:.3f}, UF1 {metrics['uf1']:.3f} (n={len(pooled)})"
+    _plot_confusion(np.array(metrics["confusion"]), classes, title, out_dir / "confusion.png")
+    _plot_per_fold(per_fold, metrics["accuracy"], name, out_dir / "per_fold.png")
+    return metrics
+
+
+def _plot_confusion(cm, classes, title, path):
+    fig = Figure(figsize=(1.2 * len(classes) + 2.5, 1.1 * len(classes) + 2), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax, label="clips").ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=9)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    _save(fig, path)
+
+
+def _plot_per_fold(per_fold, pooled_acc, name, path):
+    fig = Figure(figsize=(max(6, 0.3 * len(per_fold) + 2), 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar(per_fold.subject.astype(str), per_fold.accuracy, color="tab:blue")
+    ax.axhline(pooled_acc, color="tab:red", linestyle="--", label=f"pooled {pooled_acc:.3f}")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("held-out subject")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{name}: accuracy per LOSO fold", fontsize=9)
+    ax.legend(loc="upper right", fontsize=8)
+    _save(fig, path)
+
+
+def _save(fig, path):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    fig.clear()  # a pyplot-free Figure is freed once unreferenced; clear() releases its artists now
+
+
+def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None):
+    """One row per experiment (name -> (metrics.json path, experiment config)), as summary.tsv and .md.
+
+    For dataset 'casme2' the paper's numbers (PAPER_REPORTED, or `reported` rows if given) are added as
+    separate rows marked '(reported)'.
+    """
+    rows = []
+    for name, (metrics_path, cfg) in experiment_metrics.items():
+        m = json.loads(Path(metrics_path).read_text())
+        rows.append(dict(
+            experiment=name, method=METHOD_NAMES.get(cfg.get("backbone"), cfg.get("backbone")),
+            backbone=cfg.get("backbone"), frame=cfg.get("frame"), loss=cfg.get("loss"), task=cfg.get("task"),
+            size=cfg.get("size"), epochs=cfg.get("epochs"), accuracy=m["accuracy"], uf1=m["uf1"],
+            uar=m["uar"], n_folds=m["n_folds"], n_samples=m["n_samples"], source="this workflow",
+        ))
+    if reported is None:
+        reported = PAPER_REPORTED if dataset == "casme2" else []
+    for r in reported or []:
+        rows.append(dict(experiment="", size=None, uar=None, n_folds=None, n_samples=None, **r,
+                         source="reported"))
+        rows[-1]["method"] = f"{r.get('method', r.get('backbone'))} (reported)"
+    cols = ["experiment", "method", "backbone", "frame", "loss", "task", "size", "epochs", "accuracy", "uf1",
+            "uar", "n_folds", "n_samples", "source"]
+    table = pd.DataFrame(rows, columns=cols)
+    for col in ("size", "epochs", "n_folds", "n_samples"):
+        table[col] = table[col].astype("Int64")  # integers with blanks for the reported rows
+    write_tsv(table, out_tsv)
+
+    def cell(v, digits=None):
+        if v is None or (not isinstance(v, str) and pd.isna(v)) or v == "":
+            return "–"
+        return f"{v:.{digits}f}" if digits else str(v)
+
+    lines = [f"# Results on {dataset} (leave-one-subject-out)", "",
+             "| Method | Experiment | Frame | Loss | Task | Size | Epochs | Accuracy | UF1 | UAR | Folds "
+             "| Samples |",
+             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in table.to_dict("records"):
+        lines.append("| " + " | ".join([
+            cell(r["method"]), cell(r["experiment"]), cell(r["frame"]), cell(r["loss"]), cell(r["task"]),
+            cell(r["size"]), cell(r["epochs"]), cell(r["accuracy"], 4), cell(r["uf1"], 4), cell(r["uar"], 4),
+            cell(r["n_folds"]), cell(r["n_samples"]),
+        ]) + " |")
+    lines += ["", "Accuracy, UF1 (macro F1) and UAR (macro recall) are computed over the pooled predictions",
+              "of all folds."]
+    if reported:
+        lines[-1] += " Rows marked (reported) are the paper's published numbers, not rerun here."
+    write_text("\n".join(lines) + "\n", out_md)
+    return table

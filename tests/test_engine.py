@@ -1,0 +1,127 @@
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mer.engine import fold_seed, train_fold
+
+CLASSES = ["happiness", "surprise", "others"]
+
+
+def write_cache(folder, subjects=("01", "02", "03"), n=6, size=32):
+    """Synthetic crop cache: the apex image's brightness gives the class (an easy task)."""
+    paths, rng = [], np.random.default_rng(0)
+    for s in subjects:
+        path = folder / f"sub{s}.h5"
+        with h5py.File(path, "w") as h5:
+            h5.attrs.update(subject=s, size=size)
+            for i in range(n):
+                emotion, name = CLASSES[i % 3], f"EP{i:02d}_{s}f"
+                g = h5.create_group(name)
+                g.attrs.update(subject=s, filename=name, emotion=emotion, label_5class=emotion,
+                               onset=0, offset=10)
+                img = np.clip(40 + 80 * (i % 3) + rng.normal(0, 8, (size, size, 3)), 0, 255).astype(np.uint8)
+                for j, kind in enumerate(("onset", "apex", "annotated", "mid")):
+                    g.create_dataset(kind, data=img)
+                    g.attrs[f"frame_{kind}"], g.attrs[f"sha1_{kind}"] = j, "0" * 40
+        paths.append(path)
+    return paths
+
+
+def config(**kw):
+    cfg = dict(name="tiny", backbone="test_resnet", pretrained="none", task="5class", classes=CLASSES,
+               frame="apex", size=32, loss="focal", gamma=2.0, alpha=None, optimizer="adam", lr=1e-3,
+               weight_decay=0.0, batch_size=4, epochs=2, seed=7, deterministic=True, checkpoint_every=1,
+               augment=dict(grayscale=True, hflip=True, rotate=15), num_workers=0, amp="auto",
+               channels_last="auto", compile=False, inner_val=0)
+    return {**cfg, **kw}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return write_cache(tmp_path_factory.mktemp("crops"))
+
+
+def test_train_fold_writes_outputs(cache, tmp_path):
+    info = train_fold(cache, "02", config(), tmp_path, threads=2, progress=False)
+    assert {p.name for p in tmp_path.iterdir()} == {"model.pt", "metrics.csv", "predictions.tsv", "fold.json"}
+
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["config"]["name"] == "tiny"
+    assert set(ckpt) >= {"model", "optimizer", "epoch", "config"}
+    assert ckpt["model"]["fc.weight"].shape[0] == 3
+
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert list(metrics.columns) == ["epoch", "loss", "train_acc", "images_per_s", "seconds"]
+    assert metrics.epoch.tolist() == [1, 2]
+
+    pred = pd.read_csv(tmp_path / "predictions.tsv", sep="\t", dtype={"subject": str})
+    assert list(pred.columns) == ["subject", "filename", "y_true", "y_pred"] + [f"prob_{c}" for c in CLASSES]
+    assert len(pred) == 6 and set(pred.subject) == {"02"}
+    assert set(pred.y_pred) <= set(CLASSES)
+    np.testing.assert_allclose(pred[[f"prob_{c}" for c in CLASSES]].sum(axis=1), 1, atol=1e-5)
+
+    fold = json.loads((tmp_path / "fold.json").read_text())
+    assert fold == info
+    assert fold["held_out"] == "02" and fold["train_subjects"] == ["01", "03"]
+    assert (fold["n_train"], fold["n_test"], fold["epochs_run"], fold["resumed_from_epoch"]) == (12, 6, 2, 0)
+    assert fold["seed"] == fold_seed(7, "02") == 7002 and fold["device"] == "cpu"
+    assert set(fold["versions"]) == {"python", "torch", "torchvision", "timm", "numpy"}
+
+
+def test_resume_is_exact(cache, tmp_path):
+    cfg = config(epochs=3, checkpoint_every=1)
+    full, parted = tmp_path / "full", tmp_path / "parted"
+    train_fold(cache, "01", cfg, full, threads=2, progress=False)
+
+    assert train_fold(cache, "01", cfg, parted, threads=2, progress=False, max_epochs_this_run=1) is None
+    assert (parted / "checkpoint.pt").exists() and not (parted / "model.pt").exists()
+    assert torch.load(parted / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    info = train_fold(cache, "01", cfg, parted, threads=2, progress=False)
+    assert info["resumed_from_epoch"] == 1 and info["epochs_this_run"] == 2
+    assert not (parted / "checkpoint.pt").exists()  # removed once model.pt is written
+
+    a = torch.load(full / "model.pt", weights_only=True)
+    b = torch.load(parted / "model.pt", weights_only=True)
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    ma, mb = pd.read_csv(full / "metrics.csv"), pd.read_csv(parted / "metrics.csv")
+    assert mb.epoch.tolist() == [1, 2, 3]
+    pd.testing.assert_series_equal(ma.loss, mb.loss)
+    pd.testing.assert_frame_equal(pd.read_csv(full / "predictions.tsv", sep="\t"),
+                                  pd.read_csv(parted / "predictions.tsv", sep="\t"))
+
+
+def test_checkpoint_of_another_config_is_ignored(cache, tmp_path):
+    train_fold(cache, "03", config(epochs=2), tmp_path, progress=False, max_epochs_this_run=1)
+    info = train_fold(cache, "03", config(epochs=2, lr=5e-4), tmp_path, progress=False)
+    assert info["resumed_from_epoch"] == 0
+
+
+def test_inner_validation_uses_training_subjects_only(cache, tmp_path):
+    info = train_fold(cache, "03", config(epochs=1, inner_val=0.5), tmp_path, progress=False)
+    assert info["n_val"] == 6 and info["n_train"] == 6 and len(info["val_subjects"]) == 1
+    assert "03" not in info["val_subjects"] + info["train_subjects"]
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert {"val_acc", "val_uf1"} <= set(metrics.columns)
+
+
+def test_held_out_without_samples(cache, tmp_path):
+    with pytest.raises(ValueError, match="'09'"):
+        train_fold(cache, "09", config(), tmp_path, progress=False)
+
+
+def test_worker_count_does_not_change_the_result(cache, tmp_path):
+    # augmentation seeds come from the sampler, so DataLoader workers (persistent) change nothing
+    cfg = config(epochs=2)
+    train_fold(cache, "01", cfg, tmp_path / "w0", threads=2, progress=False)
+    train_fold(cache, "01", {**cfg, "num_workers": 2}, tmp_path / "w2", threads=2, progress=False)
+    a = torch.load(tmp_path / "w0" / "model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "w2" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
