@@ -12,7 +12,8 @@ with CASME II's header. The Apex column holds the true apex frame.
 
 import csv
 import functools
-from multiprocessing import Pool
+import multiprocessing
+import re
 from pathlib import Path
 
 import cv2
@@ -28,8 +29,11 @@ HEADER = ["Subject", "Filename", "", "OnsetFrame", "ApexFrame", "OffsetFrame", "
 CLASSES = ["happiness", "disgust", "repression", "surprise", "others"]
 
 DEFAULT_AMPLITUDE = 5.0  # px in the 640x480 frame: peak AU displacement (about 2% of the face height)
-JITTER_PX = 0.3  # px, RMS of the smooth global head translation
-JITTER_SMOOTH = 3.0  # frames, Gaussian smoothing of the jitter
+# Head jitter: smooth, mean-reverting global translation of the head, RMS px per axis (peak to peak about
+# 0.4 px). Larger (0.3 px) or faster jitter moves the whole face's edges enough to hide the apex of the
+# long, slow clips of the CASME II sheet in frame differences.
+JITTER_PX = 0.1
+JITTER_SMOOTH = 8.0  # frames, Gaussian smoothing of the jitter
 NOISE_SIGMA = 2.0  # grey levels, Gaussian sensor noise per channel
 NOISE_PAD = 64  # px, the noise bank is this much larger than the frame; frames take shifted windows
 JPEG_QUALITY = 90
@@ -51,7 +55,7 @@ AUS = {
     "2": ([17, 18, 19, 24, 25, 26], (0.0, -1.0), 0.22),  # outer brow raiser
     "4": ([17, 18, 19, 20, 21, 22, 23, 24, 25, 26], (-0.55, 0.85), 0.22),  # brows lowered, drawn together
     "6": ([(41, 48, 31), (46, 54, 35)], (0.0, -1.0), 0.25),  # cheek raiser
-    "7": ([40, 41, 46, 47], (0.0, -1.0), 0.10),  # lower eyelids up
+    "7": ([40, 41, 46, 47], (0.0, -1.0), 0.12),  # lower eyelids up
     "9": ([31, 35], (0.2, -1.0), 0.18),  # nose wrinkler: nostril wings up
     "10": ([50, 51, 52], (0.0, -1.0), 0.18),  # upper lip raiser
     "12": ([48, 54], (0.6, -0.8), 0.25),  # lip corners up and out
@@ -59,7 +63,7 @@ AUS = {
     "15": ([48, 54], (0.0, 1.0), 0.22),  # lip corners down
     "17": ([8, 56, 57, 58], (0.0, -1.0), 0.25),  # chin raiser
     "20": ([48, 54], (1.0, 0.15), 0.22),  # lip stretcher
-    "43": ([37, 38, 43, 44], (0.0, 1.0), 0.10),  # upper eyelids down: eyes narrowing
+    "43": ([37, 38, 43, 44], (0.0, 1.0), 0.12),  # upper eyelids down: eyes narrowing
 }
 # Emotion -> (AU, relative weight) lists; the AU text written is the AUs used, joined by '+'.
 EMOTION_AUS = {
@@ -74,7 +78,9 @@ EMOTION_AUS = {
 
 
 def _rng(seed, subject, purpose, k=0):
-    """Independent stream per (seed, subject, purpose, clip): 0 table, 1 identity, 2 clip, 3 shuffle, 4 AUs."""
+    """Independent random stream per (seed, subject, purpose, clip index).
+
+    purpose: 0 sheet rows, 1 identity, 2 clip noise and jitter, 3 label shuffle, 4 clip AUs."""
     return np.random.default_rng([seed, subject, purpose, k])
 
 
@@ -133,7 +139,7 @@ def face_transform(ident):
 
 @functools.lru_cache(maxsize=4)
 def neutral(seed, subject):
-    """(neutral frame uint8 BGR, its 68 landmarks in frame px, 2x3 face transform) of one subject."""
+    """(neutral frame uint8 BGR, its 68 landmarks in frame px, 2x3 face transform, head box) of a subject."""
     head, mask, points = base_face()
     ident = identity(seed, subject)
     m = face_transform(ident)
@@ -152,19 +158,29 @@ def neutral(seed, subject):
     r2 = ((gx - FRAME_W / 2) / (FRAME_W / 2)) ** 2 + ((gy - FRAME_H / 2) / (FRAME_H / 2)) ** 2
     background = (BACKGROUND_GREY * (1.0 - VIGNETTE * r2 / 2))[..., None]
     out = alpha * face + (1 - alpha) * background
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8), frame_points, m
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), frame_points, m, _head_box(alpha[..., 0])
+
+
+def _head_box(alpha, margin=16):
+    """(x0, y0, x1, y1) px: where the head is visible (alpha > 1/255), plus `margin` px; only this
+    region moves, the background stays still."""
+    ys, xs = np.nonzero(alpha > 1 / 255)
+    return (max(0, int(xs.min()) - margin), max(0, int(ys.min()) - margin),
+            min(FRAME_W, int(xs.max()) + 1 + margin), min(FRAME_H, int(ys.max()) + 1 + margin))
 
 
 # ------------------------------------------------------------------------------------------------ motion
 
 
 def au_plan(emotion, rng):
-    """[(AU, weight)] for one clip: the emotion's AUs with per-clip weights in 0.7..1.0 of nominal."""
+    """[(AU, weight)] for one clip: the emotion's AUs (unknown emotions move like 'others') with per-clip
+    weights 0.7..1.0 of nominal. Happiness adds the cheek raise in about half the clips; 'others' uses
+    one or both of its AUs."""
     aus = EMOTION_AUS.get(emotion, EMOTION_AUS["others"])
-    if emotion == "happiness" and rng.random() < 0.5:
-        aus = aus[1:]  # the cheek raise only in about half the clips
-    if emotion not in ("happiness", "disgust", "surprise", "repression", "sadness", "fear"):
-        pick = rng.integers(1, 4)  # 1: first only, 2: second only, 3: both
+    if aus is EMOTION_AUS["happiness"] and rng.random() < 0.5:
+        aus = aus[1:]
+    if aus is EMOTION_AUS["others"]:
+        pick = rng.integers(1, 4)  # bit mask: 1 first only, 2 second only, 3 both
         aus = [au for i, au in enumerate(aus) if pick & (1 << i)]
     return [(au, float(w * rng.uniform(0.7, 1.0))) for au, w in aus]
 
@@ -203,13 +219,18 @@ def displacement_field(plan, points, linear, step=2):
 
 
 def time_profile(frames, onset, apex, offset):
-    """0 at onset, 1 at apex, 0 at offset: sin^2 ramps up and down (frames are frame numbers)."""
+    """Motion strength 0..1 at frame numbers `frames`: 0 at onset, 1 at apex, 0 at offset.
+
+    Each ramp is 1 - cos(pi/2 * r), r = 0..1 the fraction of the way to the apex: it starts smoothly
+    (zero slope at onset and offset) and meets the other ramp in a peak, so the apex is one frame that
+    a motion-based spotter finds, not the middle of a flat top (sin^2 ramps change <2% at apex +-1).
+    """
     t = np.asarray(frames, dtype=np.float64)
     r = np.ones_like(t)
     up, down = t < apex, t > apex
     r[up] = (t[up] - onset) / (apex - onset) if apex > onset else 1.0
     r[down] = (offset - t[down]) / (offset - apex) if offset > apex else 1.0
-    return np.sin(np.pi / 2 * np.clip(r, 0.0, 1.0)) ** 2
+    return 1.0 - np.cos(np.pi / 2 * np.clip(r, 0.0, 1.0))
 
 
 def head_jitter(n, rng):
@@ -225,15 +246,19 @@ def head_jitter(n, rng):
 
 
 def render_clip(job):
-    """Write the frames onset..offset of one clip. job: dict from `_jobs`. Returns the number of frames."""
-    cv2.setNumThreads(1)  # parallelism is across clips
+    """Write the frames onset..offset of one clip (job: a dict from `make_demo`); returns how many."""
     seed, subj, k = job["seed"], job["subject_num"], job["k"]
-    base, points, m = neutral(seed, subj)
+    base, points, m, (x0, y0, x1, y1) = neutral(seed, subj)
     onset, apex, offset = job["onset"], job["apex"], job["offset"]
     frames = np.arange(onset, offset + 1)
     rng = _rng(seed, subj, 2, k)
-    field = displacement_field(job["plan"], points, m[:, :2]) if job["amplitude"] > 0 and job["plan"] else None
-    shift = job["amplitude"] * time_profile(frames, onset, apex, offset)
+    # Backward map over the head box: output pixel x shows the neutral face at x - shift * field - jitter.
+    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    grid = np.dstack([gx, gy])
+    field = None
+    if job["amplitude"] > 0 and job["plan"]:
+        field = np.ascontiguousarray(displacement_field(job["plan"], points, m[:, :2])[y0:y1, x0:x1])
+    shift = job["amplitude"] * time_profile(frames, onset, apex, offset)  # px
     jitter = head_jitter(len(frames), rng)
     # Sensor noise: one bank per clip, split into its positive and negative parts for saturating
     # uint8 add/subtract; each frame takes a differently shifted window (no window used twice).
@@ -241,16 +266,14 @@ def render_clip(job):
                                                       dtype=np.float32))
     pos, neg = np.clip(noise, 0, 255).astype(np.uint8), np.clip(-noise, 0, 255).astype(np.uint8)
     windows = rng.choice(NOISE_PAD * NOISE_PAD, size=len(frames), replace=len(frames) > NOISE_PAD**2)
-    gx, gy = np.meshgrid(np.arange(FRAME_W, dtype=np.float32), np.arange(FRAME_H, dtype=np.float32))
     folder = Path(job["out"]) / "frames" / f"sub{job['subject']}" / job["filename"]
     folder.mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(frames):
-        # Backward map: the output pixel x shows the neutral face at x - displacement - jitter.
-        mx, my = gx - float(jitter[i, 0]), gy - float(jitter[i, 1])
-        if field is not None and shift[i] > 0:
-            mx = mx - float(shift[i]) * field[..., 0]
-            my = my - float(shift[i]) * field[..., 1]
-        img = cv2.remap(base, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mxy = cv2.scaleAdd(field, -float(shift[i]), grid) if field is not None else grid
+        mxy = cv2.add(mxy, (-float(jitter[i, 0]), -float(jitter[i, 1]), 0.0, 0.0))
+        map1, map2 = cv2.convertMaps(mxy, None, cv2.CV_16SC2)  # fixed point (1/32 px): faster remap
+        img = base.copy()
+        img[y0:y1, x0:x1] = cv2.remap(base, map1, map2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         oy, ox = divmod(int(windows[i]), NOISE_PAD)
         img = cv2.subtract(cv2.add(img, pos[oy:oy + FRAME_H, ox:ox + FRAME_W]),
                            neg[oy:oy + FRAME_H, ox:ox + FRAME_W])
@@ -283,41 +306,41 @@ def _generated_rows(subjects, clips_per_subject, seed):
     return rows
 
 
+def _cell(value):
+    """A sheet cell as stripped text; '' for empty (None, NaN)."""
+    s = "" if value is None else str(value).strip()
+    return "" if s.lower() in ("nan", "none") else s
+
+
 def _frame_number(value, what):
-    s = str(value).strip()
-    try:
-        f = float(s)
-    except ValueError:
-        raise ValueError(f"{what}: {s!r} is not a frame number") from None
-    if f != int(f) or f < 0:
+    s = _cell(value)
+    if not re.fullmatch(r"\d+(\.0+)?", s):
         raise ValueError(f"{what}: {s!r} is not a frame number")
-    return int(f)
+    return int(float(s))
 
 
 def _mirrored_rows(sheet):
-    """Sheet rows (dicts) copying a coding sheet: subjects, filenames, frames, emotions, AU text."""
+    """Sheet rows (dicts) copying a coding sheet: subjects, filenames, frames, emotions, AU text.
+    A missing apex ('/' or blank) is rendered mid-span and written as '/'."""
     rows, count = [], {}
     for i, r in load_raw(sheet).iterrows():
         where = f"{sheet} line {i + 2}"
         subject = normalise_subject(r.subject)
         onset = _frame_number(r.onset, f"{where} OnsetFrame")
         offset = _frame_number(r.offset, f"{where} OffsetFrame")
-        apex_cell = "" if r.apex is None or str(r.apex).strip().lower() in ("", "nan", "none") else str(r.apex)
-        if apex_cell.strip() in ("", "/", "-", "?"):
-            apex, apex_text = (onset + offset) // 2, "/"  # render the apex mid-span, keep the quirk
+        if _cell(r.apex) in ("", "/", "-", "?"):
+            apex, apex_text = (onset + offset) // 2, "/"
         else:
-            apex = _frame_number(apex_cell, f"{where} ApexFrame")
+            apex = _frame_number(r.apex, f"{where} ApexFrame")
             apex_text = str(apex)
         if not onset <= apex <= offset:
             raise ValueError(f"{where}: need onset <= apex <= offset, got {onset}, {apex}, {offset}")
         subj = int(subject)
-        k = count.get(subj, 0)
+        k = count.get(subj, 0)  # the clip's index within its subject: picks its RNG
         count[subj] = k + 1
-        au = r.action_units
-        rows.append({"subject_num": subj, "subject": subject, "k": k, "filename": str(r.filename).strip(),
+        rows.append({"subject_num": subj, "subject": subject, "k": k, "filename": _cell(r.filename),
                      "onset": onset, "apex": apex, "offset": offset, "apex_text": apex_text,
-                     "emotion": str(r.emotion).strip().lower(),
-                     "au_text": "" if au is None or str(au).strip().lower() == "nan" else str(au).strip()})
+                     "emotion": _cell(r.emotion), "au_text": _cell(r.action_units)})
     return rows
 
 
@@ -359,17 +382,25 @@ def make_demo(out, subjects=6, clips_per_subject=10, amplitude=None, mirror=None
     rows = _mirrored_rows(mirror) if mirror else _generated_rows(subjects, clips_per_subject, seed)
     jobs = []
     for r in rows:
-        plan = au_plan(r["emotion"], _rng(seed, r["subject_num"], 4, r["k"]))
+        plan = au_plan(r["emotion"].lower(), _rng(seed, r["subject_num"], 4, r["k"]))
         if r["au_text"] is None:
             r["au_text"] = au_text(plan)
         jobs.append({**r, "plan": plan, "seed": seed, "amplitude": amplitude, "out": str(out)})
-    base_face()  # load dlib once before forking
-    if workers > 1 and len(jobs) > 1:
-        with Pool(min(workers, len(jobs))) as pool:
-            list(pool.imap(render_clip, jobs, chunksize=1))
-    else:
-        for job in jobs:
-            render_clip(job)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        base_face()  # load dlib once before forking
+        if workers > 1 and len(jobs) > 1:
+            # fork, not spawn: spawn re-runs the caller's main module (a Snakemake script) in every child.
+            # A forked child hangs in OpenCV's thread pool if the parent used it, so each process renders
+            # with one OpenCV thread (set here) and the parallelism comes from the processes.
+            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+                list(pool.imap(render_clip, jobs, chunksize=1))
+        else:
+            for job in jobs:
+                render_clip(job)
+    finally:
+        cv2.setNumThreads(threads)
     if shuffle_labels:
         rows = _shuffle_labels(rows, seed)
     return write_sheet(rows, out / "coding.csv")

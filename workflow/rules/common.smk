@@ -76,13 +76,24 @@ def all_targets(wildcards):
     return targets
 
 
-def make_experiments(cfg):
-    """name -> full experiment config: `train` defaults, then each listed experiment, then the grid."""
+def make_experiments(cfg, schema_path):
+    """name -> full experiment config: `train` defaults, then each listed experiment, then the grid.
+    Each experiment's overrides are checked against the schema of `train` (no defaults filled there,
+    so an override is only what the user wrote)."""
     import itertools
 
-    base = {k: v for k, v in cfg["train"].items()}
+    import jsonschema
+    import yaml
+
+    train_schema = yaml.safe_load(Path(schema_path).read_text())["properties"]["train"]
+    train_schema = {**train_schema, "properties": {**train_schema["properties"], "name": {"type": "string"}}}
+    base = dict(cfg["train"])
     out = {}
     for e in cfg["experiments"]:
+        try:
+            jsonschema.validate(e, train_schema)
+        except jsonschema.ValidationError as err:
+            raise ValueError(f"config experiments[{e['name']!r}]: {err.message}") from None
         out[e["name"]] = {**base, **e, "augment": {**base["augment"], **e.get("augment", {})}}
     keys = [k for k, v in cfg["grid"].items() if v]
     for values in itertools.product(*(cfg["grid"][k] for k in keys)) if keys else []:
@@ -96,7 +107,7 @@ def make_experiments(cfg):
     return out
 
 
-EXPERIMENTS = make_experiments(config)
+EXPERIMENTS = make_experiments(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 
 
 def fold_subjects(experiment):

@@ -7,7 +7,7 @@ checkpoint read_sheet:
         samples=f"{RES}/samples.tsv",
     params:
         root=FRAMES_ROOT,
-        data=config["data"],
+        data=lambda wc: config["data"],  # a function: no wildcard expansion in frame_pattern
         tasks=config["tasks"],
         emotions=config["emotions"],
     log:
@@ -26,7 +26,7 @@ rule detect_landmarks:
         f"{RES}/landmarks/sub{{subject}}.tsv",
     params:
         root=FRAMES_ROOT,
-        pattern=config["data"]["frame_pattern"],
+        pattern=lambda wc: config["data"]["frame_pattern"],  # a function: no wildcard expansion
         landmarks=config["landmarks"],
     log:
         f"{RES}/logs/detect_landmarks/sub{{subject}}.log",
@@ -45,7 +45,7 @@ rule spot_apex:
         curves=f"{RES}/apex/sub{{subject}}_curves.tsv",
     params:
         root=FRAMES_ROOT,
-        pattern=config["data"]["frame_pattern"],
+        pattern=lambda wc: config["data"]["frame_pattern"],  # a function: no wildcard expansion
         apex=config["apex"],
     log:
         f"{RES}/logs/spot_apex/sub{{subject}}.log",
@@ -63,7 +63,7 @@ rule crop_faces:
         f"{RES}/crops/sub{{subject}}.h5",
     params:
         root=FRAMES_ROOT,
-        pattern=config["data"]["frame_pattern"],
+        pattern=lambda wc: config["data"]["frame_pattern"],  # a function: no wildcard expansion
         crop=config["crop"],
     log:
         f"{RES}/logs/crop_faces/sub{{subject}}.log",

@@ -1,0 +1,148 @@
+"""End-to-end runs of the Snakemake workflow on a tiny generated demo (CPU, about a minute)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import ROOT
+from sklearn.metrics import accuracy_score, f1_score
+
+pytestmark = pytest.mark.slow
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+
+
+def run_snakemake(workdir, *args, check=True):
+    """Snakemake in `workdir` with its config.yaml; returns the finished process."""
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+                           *args], capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def tiny_config(workdir, **overrides):
+    cfg = {
+        "demo": {"enabled": True, "subjects": 3, "clips_per_subject": 5, "seed": 1},
+        "crop": {"size": 64},
+        "train": {"size": 64, "epochs": 2, "batch_size": 4, "lr": 1e-3, "deterministic": True},
+        "experiments": [{"name": "tiny"}],
+    }
+    cfg.update(overrides)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = tiny_config(tmp_path_factory.mktemp("wf"))
+    run_snakemake(work, "--cores", "2", "--resources", "gpu=1")
+    return work / "results"
+
+
+def test_preprocessing_outputs(tiny_run):
+    samples = pd.read_csv(tiny_run / "samples.tsv", sep="\t", dtype={"subject": str})
+    assert len(samples) == 15 and samples.included.all() and sorted(samples.subject.unique()) == ["01", "02", "03"]
+    for s in ("01", "02", "03"):
+        marks = pd.read_csv(tiny_run / "landmarks" / f"sub{s}.tsv", sep="\t")
+        assert marks.ok.all() and len(marks) == 5  # one detection per clip (onset frame)
+        apex = pd.read_csv(tiny_run / "apex" / f"sub{s}.tsv", sep="\t")
+        assert apex.ok.all() and (apex.apex_spotted.between(apex.onset, apex.offset)).all()
+        with h5py.File(tiny_run / "crops" / f"sub{s}.h5") as h5:
+            assert len(h5) == 5
+            g = h5[next(iter(h5))]
+            assert g["apex"].shape == (64, 64, 3) and g["apex"].dtype == np.uint8
+            assert {"subject", "filename", "label_5class", "frame_apex", "sha1_apex", "frame_onset"} <= set(g.attrs)
+    report = tiny_run / "preprocessing"
+    errors = pd.read_csv(report / "apex_error.tsv", sep="\t")
+    assert set(errors.method) == {"spotted", "annotated", "mid"}
+    assert errors.set_index("method").loc["annotated", "mae_frames"] == 0  # the demo sheet has every apex
+    for png in ("apex_curves.png", "crops_montage.png"):
+        assert (report / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_training_and_summary(tiny_run):
+    exp = tiny_run / "tiny"
+    for s in ("01", "02", "03"):
+        fold = exp / "folds" / s
+        ckpt = torch.load(fold / "model.pt", weights_only=True)
+        assert set(ckpt) >= {"model", "optimizer", "epoch", "config"} and ckpt["epoch"] == 2
+        assert len(pd.read_csv(fold / "metrics.csv")) == 2
+        info = json.loads((fold / "fold.json").read_text())
+        assert info["held_out"] == s and s not in info["train_subjects"] and info["device"] == "cpu"
+    pooled = pd.read_csv(exp / "predictions.tsv", sep="\t")
+    m = json.loads((exp / "metrics.json").read_text())
+    assert m["n_folds"] == 3 and m["n_samples"] == len(pooled) == 15
+    assert m["accuracy"] == pytest.approx(accuracy_score(pooled.y_true, pooled.y_pred))
+    classes = ["happiness", "disgust", "repression", "surprise", "others"]
+    assert m["uf1"] == pytest.approx(f1_score(pooled.y_true, pooled.y_pred, labels=classes, average="macro",
+                                              zero_division=0))
+    summary = (tiny_run / "summary.md").read_text()
+    assert "| SE-ResNeXt-50 | tiny | apex | focal | 5class |" in summary and "(reported)" not in summary
+
+
+def test_second_run_has_nothing_to_do(tiny_run):
+    proc = run_snakemake(tiny_run.parent, "-n", "--cores", "2")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    work = tiny_config(tmp_path / "bad", crop={"size": 64, "sise": 32})
+    proc = run_snakemake(work, "-n", check=False)
+    assert proc.returncode != 0 and "'sise' was unexpected" in proc.stdout + proc.stderr
+
+
+def test_missing_data_path_is_named(tmp_path):
+    work = tiny_config(tmp_path / "nodata", demo={"enabled": False}, data={"root": "/nope", "sheet": "/nope.csv"})
+    proc = run_snakemake(work, "-n", check=False)
+    assert proc.returncode != 0 and "config key data.root = '/nope' does not exist" in proc.stdout + proc.stderr
+
+
+def test_real_data_mode_with_bad_inputs(tmp_path, tiny_demo):
+    """A user's copy (not the demo) with a missing frame, a corrupt JPEG and a face that is not found:
+    each clip is excluded with a reason naming it, and everything else is processed."""
+    data = shutil.copytree(tiny_demo, tmp_path / "casme")
+    sheet = pd.read_csv(data / "coding.csv", dtype=str)
+    clip = lambda i: (sheet.Subject[i], sheet.Filename[i], int(sheet.OnsetFrame[i]))  # noqa: E731
+    s0, f0, on0 = clip(0)
+    (data / "frames" / f"sub{s0}" / f0 / f"img{on0 + 2}.jpg").unlink()
+    s1, f1, on1 = clip(1)
+    p = data / "frames" / f"sub{s1}" / f1 / f"img{on1 + 1}.jpg"
+    p.write_bytes(p.read_bytes()[:500])
+    s2, f2, on2 = clip(6)
+    import cv2
+
+    for k in range(6):  # no face in the onset frame nor the 5 after it
+        cv2.imwrite(str(data / "frames" / f"sub{s2}" / f2 / f"img{on2 + k}.jpg"), np.full((480, 640, 3), 128, np.uint8))
+    work = tiny_config(tmp_path / "wf", demo={"enabled": False}, experiments=[],
+                       data={"root": str(data / "frames"), "sheet": str(data / "coding.csv")})
+    run_snakemake(work, "--cores", "2")
+    res = work / "results"
+    samples = pd.read_csv(res / "samples.tsv", sep="\t", dtype={"subject": str}, keep_default_na=False)
+    bad = samples.set_index("filename").loc[[f0, f1]]
+    assert f"sub{s0} {f0}: frame {on0 + 2}: frame missing" in bad.reason.iloc[0]
+    assert f"sub{s1} {f1}: frame {on1 + 1}: corrupt JPEG" in bad.reason.iloc[1]
+    excluded = pd.read_csv(res / "preprocessing" / "excluded.tsv", sep="\t")
+    assert len(excluded) == 3
+    face = excluded[excluded.stage == "spot_apex"].reason.iloc[0]
+    assert f"sub{s2} {f2}" in face and "no face found" in face
+    with h5py.File(res / "crops" / f"sub{s2}.h5") as h5:
+        assert f2 not in h5 and len(h5) == 4
+
+    # Under bad_rows: fail the same data stops at read_sheet with the list, and keeps earlier results.
+    before = {p: p.read_bytes() for p in (res / "crops").glob("*.h5")}
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    cfg["data"]["bad_rows"] = "fail"
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(work, "--cores", "2", check=False)
+    log = (res / "logs" / "read_sheet.log").read_text()
+    assert proc.returncode != 0 and "2 bad row(s)" in log and f"sub{s0} {f0}" in log
+    assert {p: p.read_bytes() for p in (res / "crops").glob("*.h5")} == before
