@@ -45,9 +45,9 @@ def test_alignment_undoes_rotation():
 
 
 def test_all68_on_reference_face_is_close_to_eyes():
+    import cv2
     from skimage.data import astronaut
 
-    import cv2
     from mer.landmarks import detect
 
     img = astronaut()

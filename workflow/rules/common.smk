@@ -7,7 +7,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The demo config unless the user names config files (then defaults come from the schema alone,
+# so config/casme2.yaml never inherits the demo's CPU-sized settings).
+if not workflow.config_settings.configfiles:
+
+    configfile: "config.yaml"
 
 
 # Fills defaults and stops on an unknown or mistyped key, naming it.
@@ -51,14 +55,18 @@ def subjects():
 
 def subject_frames(wildcards):
     """Every frame of the subject's included clips: new frames rerun that subject alone. The demo's
-    frames are one directory output of make_demo, so they are tracked through it instead."""
+    frames are one directory output of make_demo, so they are tracked through it instead.
+    """
     if DEMO:
         return []
     s = samples()
     pattern = config["data"]["frame_pattern"]
     clips = s[(s.subject == wildcards.subject) & s.included]
     return [
-        str(Path(FRAMES_ROOT) / pattern.format(subject=wildcards.subject, filename=r.filename, frame=f))
+        str(
+            Path(FRAMES_ROOT)
+            / pattern.format(subject=wildcards.subject, filename=r.filename, frame=f)
+        )
         for r in clips.itertuples()
         for f in range(int(r.onset), int(r.offset) + 1)
     ]
@@ -86,15 +94,24 @@ def make_experiments(cfg, schema_path):
     import yaml
 
     train_schema = yaml.safe_load(Path(schema_path).read_text())["properties"]["train"]
-    train_schema = {**train_schema, "properties": {**train_schema["properties"], "name": {"type": "string"}}}
+    train_schema = {
+        **train_schema,
+        "properties": {**train_schema["properties"], "name": {"type": "string"}},
+    }
     base = dict(cfg["train"])
     out = {}
     for e in cfg["experiments"]:
         try:
             jsonschema.validate(e, train_schema)
         except jsonschema.ValidationError as err:
-            raise ValueError(f"config experiments[{e['name']!r}]: {err.message}") from None
-        out[e["name"]] = {**base, **e, "augment": {**base["augment"], **e.get("augment", {})}}
+            raise ValueError(
+                f"config experiments[{e['name']!r}]: {err.message}"
+            ) from None
+        out[e["name"]] = {
+            **base,
+            **e,
+            "augment": {**base["augment"], **e.get("augment", {})},
+        }
     keys = [k for k, v in cfg["grid"].items() if v]
     for values in itertools.product(*(cfg["grid"][k] for k in keys)) if keys else []:
         e = dict(zip(keys, values))
@@ -102,12 +119,16 @@ def make_experiments(cfg, schema_path):
         out.setdefault(name, {**base, **e, "name": name})
     for name, e in out.items():
         if e["task"] not in cfg["tasks"]:
-            raise ValueError(f"experiment {name}: task {e['task']!r} is not a key of `tasks` {list(cfg['tasks'])}")
+            raise ValueError(
+                f"experiment {name}: task {e['task']!r} is not a key of `tasks` {list(cfg['tasks'])}"
+            )
         e["classes"] = list(cfg["tasks"][e["task"]])
     return out
 
 
-EXPERIMENTS = make_experiments(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+EXPERIMENTS = make_experiments(
+    config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+)
 
 
 def fold_subjects(experiment):

@@ -2,11 +2,13 @@ rule make_demo:
     output:
         sheet=f"{RES}/demo/coding.csv",
         frames=directory(f"{RES}/demo/frames"),
+    log:
+        f"{RES}/logs/make_demo.log",
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 2
     params:
         demo=config["demo"],
         out=f"{RES}/demo",
-    log:
-        f"{RES}/logs/make_demo.log",
-    threads: 2
     script:
         "../scripts/make_demo.py"

@@ -5,14 +5,16 @@ checkpoint read_sheet:
         code=code("sheet", "frames"),
     output:
         samples=f"{RES}/samples.tsv",
+    log:
+        f"{RES}/logs/read_sheet.log",
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 2
     params:
         root=FRAMES_ROOT,
         data=lambda wc: config["data"],  # a function: no wildcard expansion in frame_pattern
         tasks=config["tasks"],
         emotions=config["emotions"],
-    log:
-        f"{RES}/logs/read_sheet.log",
-    threads: 2
     script:
         "../scripts/read_sheet.py"
 
@@ -24,12 +26,14 @@ rule detect_landmarks:
         code=code("landmarks", "frames"),
     output:
         f"{RES}/landmarks/sub{{subject}}.tsv",
+    log:
+        f"{RES}/logs/detect_landmarks/sub{{subject}}.log",
+    conda:
+        "../envs/preprocess.yaml"
     params:
         root=FRAMES_ROOT,
         pattern=lambda wc: config["data"]["frame_pattern"],  # a function: no wildcard expansion
         landmarks=config["landmarks"],
-    log:
-        f"{RES}/logs/detect_landmarks/sub{{subject}}.log",
     script:
         "../scripts/detect_landmarks.py"
 
@@ -43,12 +47,14 @@ rule spot_apex:
     output:
         apex=f"{RES}/apex/sub{{subject}}.tsv",
         curves=f"{RES}/apex/sub{{subject}}_curves.tsv",
+    log:
+        f"{RES}/logs/spot_apex/sub{{subject}}.log",
+    conda:
+        "../envs/preprocess.yaml"
     params:
         root=FRAMES_ROOT,
         pattern=lambda wc: config["data"]["frame_pattern"],  # a function: no wildcard expansion
         apex=config["apex"],
-    log:
-        f"{RES}/logs/spot_apex/sub{{subject}}.log",
     script:
         "../scripts/spot_apex.py"
 
@@ -61,12 +67,14 @@ rule crop_faces:
         code=code("crops", "align"),
     output:
         f"{RES}/crops/sub{{subject}}.h5",
+    log:
+        f"{RES}/logs/crop_faces/sub{{subject}}.log",
+    conda:
+        "../envs/preprocess.yaml"
     params:
         root=FRAMES_ROOT,
         pattern=lambda wc: config["data"]["frame_pattern"],  # a function: no wildcard expansion
         crop=config["crop"],
-    log:
-        f"{RES}/logs/crop_faces/sub{{subject}}.log",
     script:
         "../scripts/crop_faces.py"
 
@@ -85,10 +93,12 @@ rule report_preprocessing:
         excluded=f"{RES}/preprocessing/excluded.tsv",
         curves=f"{RES}/preprocessing/apex_curves.png",
         montage=f"{RES}/preprocessing/crops_montage.png",
+    log:
+        f"{RES}/logs/report_preprocessing.log",
+    conda:
+        "../envs/preprocess.yaml"
     params:
         task=config["report"]["task"],
         out=f"{RES}/preprocessing",
-    log:
-        f"{RES}/logs/report_preprocessing.log",
     script:
         "../scripts/report_preprocessing.py"

@@ -7,15 +7,17 @@ rule train_fold:
         metrics=f"{RES}/{{experiment}}/folds/{{subject}}/metrics.csv",
         predictions=f"{RES}/{{experiment}}/folds/{{subject}}/predictions.tsv",
         info=f"{RES}/{{experiment}}/folds/{{subject}}/fold.json",
+    log:
+        f"{RES}/logs/train_fold/{{experiment}}/{{subject}}.log",
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        gpu=1,
     params:
         experiment=lambda wc: EXPERIMENTS[wc.experiment],
         slots=gpu_slots(),
         lock_dir=f"{RES}/.gpu_slots",
-    resources:
-        gpu=1,
-    threads: 2
-    log:
-        f"{RES}/logs/train_fold/{{experiment}}/{{subject}}.log",
     script:
         "../scripts/train_fold.py"
 
@@ -31,11 +33,13 @@ rule aggregate_loso:
         confusion_png=f"{RES}/{{experiment}}/confusion.png",
         per_fold=f"{RES}/{{experiment}}/per_fold.tsv",
         per_fold_png=f"{RES}/{{experiment}}/per_fold.png",
+    log:
+        f"{RES}/logs/aggregate_loso/{{experiment}}.log",
+    conda:
+        "../envs/train.yaml"
     params:
         experiment=lambda wc: EXPERIMENTS[wc.experiment],
         out=lambda wc: f"{RES}/{wc.experiment}",
-    log:
-        f"{RES}/logs/aggregate_loso/{{experiment}}.log",
     script:
         "../scripts/aggregate_loso.py"
 
@@ -47,10 +51,12 @@ rule summarize_experiments:
     output:
         md=f"{RES}/summary.md",
         tsv=f"{RES}/summary.tsv",
+    log:
+        f"{RES}/logs/summarize_experiments.log",
+    conda:
+        "../envs/train.yaml"
     params:
         experiments=EXPERIMENTS,
         dataset=config["dataset"],
-    log:
-        f"{RES}/logs/summarize_experiments.log",
     script:
         "../scripts/summarize_experiments.py"
