@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from conftest import EMOTIONS, SHARED_SHEET, TASKS, fake_frames
 
-from mer.sheet import SheetError, read_sheet, write_samples
+from mer.sheet import SheetError, read_sheet, task_subjects, write_samples
 
 HEADER = "Subject,Filename,,OnsetFrame,ApexFrame,OffsetFrame,,Action Units,Estimated Emotion\n"
 PATTERN = "sub{subject}/{filename}/img{frame}.jpg"
@@ -33,6 +33,9 @@ def test_shared_casme2_sheet_counts(suffix):
     assert {"EP01_2", "EP08_1", "EP06_02_01", "EP06_02_02", "EP09f"} <= set(s.filename)
     assert ((s.apex == s.onset).sum(), (s.apex == s.offset).sum()) == (1, 4)
     assert s.onset.dtype == "Int64" and (s.offset - s.onset + 1).sum() == 17138
+    # LOSO folds: 26 for 5 classes, 25 for 3 classes (subject 18 has no sample there).
+    assert len(task_subjects(s, "5class")) == 26 and task_subjects(s, "3class") == [
+        f"{k:02d}" for k in range(1, 27) if k != 18]
 
 
 def test_numeric_subjects_and_other_headers(tmp_path):

@@ -223,3 +223,9 @@ def write_samples(sheet, root, pattern, out, *, tasks, emotions=None, bad_rows="
     counts = {t: int(inc[f"label_{t}"].ne("").sum()) for t in tasks}
     print(f"{len(samples)} rows, {len(inc)} included, {inc.subject.nunique()} subjects; per task: {counts}")
     return samples
+
+
+def task_subjects(samples, task):
+    """Subjects with at least one included sample labelled for `task`: one LOSO fold each."""
+    labelled = samples.included & samples[f"label_{task}"].fillna("").ne("")
+    return sorted(samples[labelled].subject.unique())

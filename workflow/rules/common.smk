@@ -4,6 +4,8 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import min_version, validate
 
+from mer.sheet import task_subjects
+
 min_version("9.0")
 
 
@@ -132,10 +134,8 @@ EXPERIMENTS = make_experiments(
 
 
 def fold_subjects(experiment):
-    """Subjects with at least one included sample for the experiment's task: one fold each."""
-    s = samples()
-    col = f"label_{EXPERIMENTS[experiment]['task']}"
-    return sorted(s[s.included & s[col].fillna("").ne("")].subject.unique())
+    """Subjects with samples for the experiment's task: one fold each (none for the others)."""
+    return task_subjects(samples(), EXPERIMENTS[experiment]["task"])
 
 
 def fold_outputs(name):
