@@ -18,9 +18,9 @@ pytestmark = pytest.mark.slow
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 
 
-def run_snakemake(workdir, *args, check=True):
-    """Snakemake in `workdir` with its config.yaml; returns the finished process."""
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+def run_snakemake(workdir, *args, check=True, configfile="config.yaml"):
+    """Snakemake in `workdir` with its config.yaml (or another file there); returns the finished process."""
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / configfile),
                            *args], capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
@@ -32,7 +32,7 @@ def tiny_config(workdir, **overrides):
         "demo": {"enabled": True, "subjects": 3, "clips_per_subject": 5, "seed": 1},
         "crop": {"size": 64},
         "train": {"size": 64, "epochs": 2, "batch_size": 4, "lr": 1e-3, "deterministic": True},
-        "experiments": [{"name": "tiny"}],
+        "experiments": [{"name": "tiny"}, {"name": "tiny_b", "lr": 5e-4}],
     }
     cfg.update(overrides)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -156,10 +156,10 @@ def job_counts(proc):
             continue
         if table:
             parts = line.split()
+            if line.startswith("total"):
+                break
             if len(parts) == 2 and parts[1].isdigit():
                 counts[parts[0]] = int(parts[1])
-            elif line.startswith("total"):
-                break
     return counts
 
 
@@ -173,3 +173,35 @@ def test_casme2_config_declares_the_papers_experiments(tmp_path, tiny_demo):
     counts = job_counts(run_snakemake(work, "-n", "--cores", "2"))
     assert counts["aggregate_loso"] == 7 and counts["train_fold"] == 7 * 3  # 7 experiments x 3 subjects
     assert counts["detect_landmarks"] == counts["crop_faces"] == 3
+
+
+def variant(results, name, change):
+    """Write the tiny run's config with `change(cfg)` applied as `name` beside it."""
+    work = results.parent
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    change(cfg)
+    (work / name).write_text(yaml.safe_dump(cfg))
+    return name
+
+
+def test_changed_training_parameter_reruns_only_that_experiment(tiny_run):
+    name = variant(tiny_run, "epochs.yaml", lambda c: c["experiments"][0].update(epochs=3))
+    counts = job_counts(run_snakemake(tiny_run.parent, "-n", "--cores", "2", configfile=name))
+    assert counts == {"train_fold": 3, "aggregate_loso": 1, "summarize_experiments": 1, "all": 1}
+
+
+def test_changed_apex_eps_reruns_apex_onwards_but_not_landmarks(tiny_run):
+    name = variant(tiny_run, "eps.yaml", lambda c: c.update(apex={"eps": 1}))
+    counts = job_counts(run_snakemake(tiny_run.parent, "-n", "--cores", "2", configfile=name))
+    assert "detect_landmarks" not in counts and "make_demo" not in counts
+    assert counts["spot_apex"] == counts["crop_faces"] == 3 and counts["train_fold"] == 6
+    assert counts["aggregate_loso"] == 2 and counts["report_preprocessing"] == 1
+
+
+def test_deleted_fold_output_reruns_that_fold_alone(tiny_run):
+    (tiny_run / "tiny" / "folds" / "02" / "predictions.tsv").unlink()
+    counts = job_counts(run_snakemake(tiny_run.parent, "-n", "--cores", "2"))
+    assert counts == {"train_fold": 1, "aggregate_loso": 1, "summarize_experiments": 1, "all": 1}
+    run_snakemake(tiny_run.parent, "--cores", "2")
+    assert (tiny_run / "tiny" / "folds" / "02" / "predictions.tsv").exists()
+    assert "Nothing to be done" in "".join(run_snakemake(tiny_run.parent, "-n", "--cores", "2").stdout)

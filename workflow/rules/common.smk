@@ -37,6 +37,7 @@ else:
 
 wildcard_constraints:
     subject=r"\d+",
+    experiment=r"[^/]+",
 
 
 def code(*modules):
@@ -80,7 +81,15 @@ def per_subject(pattern):
 
 
 def all_targets(wildcards):
+    """Every output, per subject and per fold too: Snakemake does not remake a deleted intermediate
+    file whose downstream outputs are up to date, so each one is a target in its own right."""
     targets = [f"{RES}/preprocessing/report.md"]
+    for s in subjects():
+        targets += [f"{RES}/landmarks/sub{s}.tsv", f"{RES}/apex/sub{s}.tsv", f"{RES}/crops/sub{s}.h5"]
+    for name in EXPERIMENTS:
+        folds = f"{RES}/{name}/folds"
+        for s in fold_subjects(name):
+            targets += [f"{folds}/{s}/{f}" for f in ("model.pt", "metrics.csv", "predictions.tsv", "fold.json")]
     if EXPERIMENTS:
         targets += [f"{RES}/summary.md", f"{RES}/summary.tsv"]
     return targets
