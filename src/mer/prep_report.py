@@ -81,12 +81,14 @@ def _save(fig, out):
     plt.close(fig)
 
 
+def _concat(paths):
+    return pd.concat([pd.read_csv(p, sep="\t", dtype={"subject": str}) for p in paths], ignore_index=True)
+
+
 def report(samples_tsv, landmark_tsvs, apex_tsvs, curve_tsvs, cache_paths, task, out_dir):
     out_dir = Path(out_dir)
     samples = pd.read_csv(samples_tsv, sep="\t", dtype={"subject": str})
-    read = lambda ps: pd.concat([pd.read_csv(p, sep="\t", dtype={"subject": str}) for p in ps],  # noqa: E731
-                                ignore_index=True)
-    landmarks, apex, curves = read(landmark_tsvs), read(apex_tsvs), read(curve_tsvs)
+    landmarks, apex, curves = _concat(landmark_tsvs), _concat(apex_tsvs), _concat(curve_tsvs)
     errors = apex_errors(apex)
     excluded = exclusions(samples, landmarks, apex)
     write_tsv(errors, out_dir / "apex_error.tsv")

@@ -121,6 +121,7 @@ def read_sheet(path, *, tasks, emotions=None, subject_width=2):
     label_<task> for each task, included, reason. A bad row has included=False and a reason that
     names subject, filename and column.
     """
+    path = Path(path)
     df = load_raw(path)
     known = set(emotions or []) | {e for classes in tasks.values() for emos in classes.values() for e in emos}
     rows, seen = [], {}
@@ -173,8 +174,7 @@ def read_sheet(path, *, tasks, emotions=None, subject_width=2):
             "action_units": "" if _blank(r.action_units) else str(r.action_units).strip(),
             **{f"label_{t}": lab for t, lab in task_labels(emotion, tasks).items()},
             "included": not problems,
-            "reason": "; ".join(f"{path.name if hasattr(path, 'name') else path} line {line} "
-                                f"sub{subject} {filename}: {p}" for p in problems),
+            "reason": "; ".join(f"{path.name} line {line} sub{subject} {filename}: {p}" for p in problems),
         }
         rows.append(row)
     out = pd.DataFrame(rows)
