@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mer.align import align_crop
-from mer.frames import frame_path, read_frame
+from mer.frames import decode_frame, frame_path
 from mer.io import atomic_path
 from mer.landmarks import to_array
 
@@ -42,11 +42,11 @@ def crop_subject(samples_tsv, landmarks_tsv, apex_tsv, subject, root, pattern, o
                 path = frame_path(root, pattern, subject, r.filename, f)
                 # Per-frame landmarks: use that frame's points; else the clip's one detection.
                 row = lm[lm.frame == f] if len(lm) > 1 else lm
-                bgr = read_frame(path, gray=False)
-                crop = align_crop(bgr, to_array(row)[0], size, align)
+                data = path.read_bytes()  # read once: decoded and hashed
+                crop = align_crop(decode_frame(data, path, gray=False), to_array(row)[0], size, align)
                 g.create_dataset(kind, data=cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
                 g.attrs[f"frame_{kind}"] = f
-                g.attrs[f"sha1_{kind}"] = hashlib.sha1(path.read_bytes()).hexdigest()
+                g.attrs[f"sha1_{kind}"] = hashlib.sha1(data).hexdigest()
             n += 1
     print(f"sub{subject}: cached {n} clips at {size}px ({align} alignment)")
     return n

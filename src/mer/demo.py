@@ -17,7 +17,6 @@ import re
 from pathlib import Path
 
 import cv2
-import dlib
 import numpy as np
 
 from mer.io import atomic_path
@@ -92,15 +91,13 @@ def base_face():
     """(head crop BGR float32, feathered head mask float32 0..1, 68 landmarks (68, 2) in crop px)."""
     from skimage.data import astronaut
 
-    from mer.dlibmodels import model_path
+    from mer.landmarks import detect
 
     rgb = astronaut()
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    faces = dlib.get_frontal_face_detector()(gray, 1)
-    if len(faces) != 1:
-        raise RuntimeError(f"expected one face in the astronaut portrait, dlib found {len(faces)}")
-    shape = dlib.shape_predictor(str(model_path()))(gray, faces[0])
-    points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+    found = detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), upsample=1)
+    if found is None:
+        raise RuntimeError("dlib found no face in the astronaut portrait")
+    points = found[1].astype(np.float64)
     (r0, r1), (c0, c1) = HEAD_ROWS, HEAD_COLS
     head = cv2.cvtColor(rgb[r0:r1, c0:c1], cv2.COLOR_RGB2BGR).astype(np.float32)
     mask = np.zeros(head.shape[:2], np.float32)

@@ -30,6 +30,12 @@ def read_frame(path, gray=True):
         data = path.read_bytes()
     except FileNotFoundError:
         raise FrameError(f"frame missing: {path}") from None
+    return decode_frame(data, path, gray)
+
+
+def decode_frame(data, path, gray=True):
+    """Decode a frame's bytes (read once by the caller, e.g. to hash them too); `path` names it in errors."""
+    path = Path(path)
     if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(data):
         raise FrameError(f"corrupt JPEG (truncated or not a JPEG): {path}")
     flag = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
