@@ -1,4 +1,6 @@
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,53 @@ SHARED_SHEET = ROOT.parent / "shared" / "data" / "casme2" / "CASME2-coding-20140
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
 TASKS = SCHEMA["properties"]["tasks"]["default"]
 EMOTIONS = SCHEMA["properties"]["emotions"]["default"]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+
+
+def run_snakemake(workdir, *args, check=True, configfile="config.yaml"):
+    """Snakemake in `workdir` with its config.yaml (or another file there); returns the finished process."""
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / configfile),
+                           *args], capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def tiny_config(workdir, **overrides):
+    cfg = {
+        "demo": {"enabled": True, "subjects": 3, "clips_per_subject": 5, "seed": 1},
+        "crop": {"size": 64},
+        "train": {"size": 64, "epochs": 2, "batch_size": 4, "lr": 1e-3, "deterministic": True},
+        "experiments": [{"name": "tiny"}, {"name": "tiny_b", "lr": 5e-4}],
+    }
+    cfg.update(overrides)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny demo pipeline run once, locally, per test session; returns its results/ directory."""
+    work = tiny_config(tmp_path_factory.mktemp("wf"))
+    run_snakemake(work, "--cores", "2", "--resources", "gpu=1")
+    return work / "results"
+
+
+def job_counts(proc):
+    """{rule: count} from the job-stats table of a dry run."""
+    counts, table = {}, False
+    for line in proc.stdout.splitlines():
+        if line.startswith("job ") and "count" in line:
+            table = True
+            continue
+        if table:
+            parts = line.split()
+            if line.startswith("total"):
+                break
+            if len(parts) == 2 and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+    return counts
 
 
 @pytest.fixture(scope="session")

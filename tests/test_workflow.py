@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import h5py
 import numpy as np
@@ -11,40 +9,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import ROOT
+from conftest import ROOT, job_counts, run_snakemake, tiny_config
 from sklearn.metrics import accuracy_score, f1_score
 
 pytestmark = pytest.mark.slow
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
-
-
-def run_snakemake(workdir, *args, check=True, configfile="config.yaml"):
-    """Snakemake in `workdir` with its config.yaml (or another file there); returns the finished process."""
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / configfile),
-                           *args], capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
-
-
-def tiny_config(workdir, **overrides):
-    cfg = {
-        "demo": {"enabled": True, "subjects": 3, "clips_per_subject": 5, "seed": 1},
-        "crop": {"size": 64},
-        "train": {"size": 64, "epochs": 2, "batch_size": 4, "lr": 1e-3, "deterministic": True},
-        "experiments": [{"name": "tiny"}, {"name": "tiny_b", "lr": 5e-4}],
-    }
-    cfg.update(overrides)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return workdir
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    work = tiny_config(tmp_path_factory.mktemp("wf"))
-    run_snakemake(work, "--cores", "2", "--resources", "gpu=1")
-    return work / "results"
 
 
 def test_preprocessing_outputs(tiny_run):
@@ -145,22 +113,6 @@ def test_real_data_mode_with_bad_inputs(tmp_path, tiny_demo):
     log = (res / "logs" / "read_sheet.log").read_text()
     assert proc.returncode != 0 and "2 bad row(s)" in log and f"sub{s0} {f0}" in log
     assert {p: p.read_bytes() for p in (res / "crops").glob("*.h5")} == before
-
-
-def job_counts(proc):
-    """{rule: count} from the job-stats table of a dry run."""
-    counts, table = {}, False
-    for line in proc.stdout.splitlines():
-        if line.startswith("job ") and "count" in line:
-            table = True
-            continue
-        if table:
-            parts = line.split()
-            if line.startswith("total"):
-                break
-            if len(parts) == 2 and parts[1].isdigit():
-                counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def test_casme2_config_declares_the_papers_experiments(tmp_path, tiny_demo):
