@@ -1,5 +1,9 @@
 # mer: raw frames -> landmarks -> apex -> HDF5 face crops -> LOSO training -> reports.
 # Run: snakemake --cores 8 --resources gpu=1   (config.yaml = the generated demo)
+# Report: snakemake --report results/report.html   (after a run; one self-contained HTML file)
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from mer.aggregate import PAPER_REPORTED, aggregate, summarise
+from mer.aggregate import PAPER_REPORTED, aggregate, summarise, training_curves
 
 CLASSES = ["happiness", "surprise", "disgust", "repression", "others"]
 
@@ -72,3 +72,88 @@ def test_summarise_adds_reported_rows_for_casme2(tmp_path):
     summarise(experiments, tmp_path / "demo.md", tmp_path / "demo.tsv", "demo")
     assert len(pd.read_csv(tmp_path / "demo.tsv", sep="\t")) == 1
     assert "(reported)" not in (tmp_path / "demo.md").read_text()
+    assert not (tmp_path / "demo.html").exists()  # only on request
+
+
+def html_table(html):
+    """The cells of the page's one table as a DataFrame of strings (header row = columns)."""
+    from html.parser import HTMLParser
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.rows[-1].append(self.cell)
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+    parser = Cells()
+    parser.feed(html)
+    return pd.DataFrame(parser.rows[1:], columns=parser.rows[0])
+
+
+def test_summarise_html_has_every_row(tmp_path):
+    out = tmp_path / "agg"
+    m = aggregate(write_folds(tmp_path), CLASSES, out, "se<1>")
+    cfg = dict(backbone="seresnext50_32x4d", frame="apex", loss="focal", task="5class", size=224, epochs=100)
+    summarise({"se<1>": (out / "metrics.json", cfg)}, tmp_path / "s.md", tmp_path / "s.tsv", "casme2",
+              out_html=tmp_path / "s.html")
+    html = (tmp_path / "s.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "Results on casme2 (leave-one-subject-out)" in html
+    table = html_table(html)
+    assert len(table) == 1 + len(PAPER_REPORTED)
+    assert table.Experiment[0] == "se<1>" and "se&lt;1&gt;" in html  # escaped in the markup
+    assert float(table.Accuracy[0]) == pytest.approx(m["accuracy"], abs=5e-5)
+    assert table.UF1.tolist()[1:] == ["0.5853", "0.4599", "0.5059"]
+    assert table.Method[1] == "SE-ResNeXt-50 (reported)" and table.Experiment[1] == "–"
+    assert f"background-size: {100 * m['uf1']:.1f}% 100%" in html  # the score's bar
+
+
+def write_metrics(root, subjects=("01", "02", "10"), epochs=4, val=False):
+    rng, paths = np.random.default_rng(2), {}
+    for s in subjects:
+        d = root / s
+        d.mkdir(parents=True)
+        df = pd.DataFrame({"epoch": range(1, epochs + 1), "loss": rng.uniform(0.5, 2, epochs),
+                           "train_acc": rng.uniform(0, 1, epochs), "images_per_s": 30.0, "seconds": 1.5})
+        if val:
+            df["val_acc"], df["val_uf1"] = rng.uniform(0, 1, epochs), rng.uniform(0, 1, epochs)
+        df.to_csv(d / "metrics.csv", index=False)
+        paths[s] = d / "metrics.csv"
+    return paths
+
+
+@pytest.mark.parametrize("val", [False, True])
+def test_training_curves(tmp_path, val):
+    paths = write_metrics(tmp_path / "folds", val=val)
+    png = tmp_path / "out" / "training_curves.png"
+    curves = training_curves({s: paths[s] for s in ("10", "01", "02")}, png, "tiny")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert list(curves.columns[:4]) == ["subject", "epoch", "loss", "train_acc"] and ("val_acc" in curves) == val
+    assert len(curves) == 3 * 4 and set(curves.subject) == {"01", "02", "10"}
+    expected = pd.read_csv(paths["02"])
+    got = curves[curves.subject == "02"].reset_index(drop=True)
+    assert np.allclose(got.loss, expected.loss) and np.allclose(got.train_acc, expected.train_acc)
+    assert not list(png.parent.glob(".*.part"))  # written atomically, nothing left behind
+
+
+def test_training_curves_rejects_other_files(tmp_path):
+    bad = tmp_path / "metrics.csv"
+    pd.DataFrame({"epoch": [1], "accuracy": [0.5]}).to_csv(bad, index=False)
+    with pytest.raises(ValueError, match=r"no column\(s\) \['loss', 'train_acc'\]"):
+        training_curves({"01": bad}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="no folds"):
+        training_curves({}, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

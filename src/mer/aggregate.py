@@ -100,14 +100,62 @@ def _plot_per_fold(per_fold, pooled_acc, name, path):
     _save(fig, path)
 
 
+def training_curves(metrics, path, name=""):
+    """Plot each fold's per-epoch metrics.csv (as written by mer.engine; `metrics` maps the held-out
+    subject to its file) into one PNG: training loss and accuracy per epoch, one thin line per fold
+    and their mean over folds in bold; the inner-validation accuracy too where a fold recorded it.
+    Returns the curves as one long table (subject, epoch, loss, train_acc[, val_acc, ...])."""
+    frames = []
+    for subject, csv in metrics.items():
+        df = pd.read_csv(csv)
+        missing = {"epoch", "loss", "train_acc"} - set(df.columns)
+        if missing:
+            raise ValueError(f"{csv}: no column(s) {sorted(missing)} (not a metrics.csv of mer.engine)")
+        frames.append(df.assign(subject=str(subject)))
+    if not frames:
+        raise ValueError("no folds to plot")
+    curves = pd.concat(frames, ignore_index=True)
+    curves = curves[["subject", *[c for c in curves.columns if c != "subject"]]]
+    order = sorted(curves.subject.unique(), key=subject_sort_key)
+
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    marker = "o" if curves.epoch.nunique() <= 20 else None  # a few epochs: show the points
+    panels = [(loss_ax, "loss", "tab:purple", "training"), (acc_ax, "train_acc", "tab:blue", "training")]
+    if "val_acc" in curves and curves.val_acc.notna().any():
+        panels.append((acc_ax, "val_acc", "tab:orange", "inner validation"))
+    for ax, col, color, label in panels:
+        for s in order:
+            c = curves[curves.subject == s]
+            ax.plot(c.epoch, c[col], color=color, alpha=0.3, lw=0.8, marker=marker, ms=2)
+        mean = curves.groupby("epoch")[col].mean()
+        ax.plot(mean.index, mean.values, color=color, lw=2.2, marker=marker, ms=4,
+                label=f"{label}, mean of {len(order)} folds")
+    loss_ax.plot([], [], color="grey", alpha=0.5, lw=0.8, label="one fold (thin lines)")
+    loss_ax.set_ylim(bottom=0)
+    loss_ax.set_ylabel("training loss (mean per clip)")
+    loss_ax.set_title(f"{name}: training loss per epoch", fontsize=9)
+    acc_ax.set_ylim(0, 1)
+    acc_ax.set_ylabel("accuracy")
+    acc_ax.set_title(f"{name}: accuracy per epoch", fontsize=9)
+    for ax in (loss_ax, acc_ax):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+    _save(fig, path)
+    return curves
+
+
 def _save(fig, path):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     fig.clear()  # a pyplot-free Figure is freed once unreferenced; clear() releases its artists now
 
 
-def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None):
-    """One row per experiment (name -> (metrics.json path, experiment config)), as summary.tsv and .md.
+def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_html=None):
+    """One row per experiment (name -> (metrics.json path, experiment config)), as summary.tsv and .md
+    (and a standalone summary.html for the Snakemake report, if `out_html` is given).
 
     For dataset 'casme2' the paper's numbers (PAPER_REPORTED, or `reported` rows if given) are added as
     separate rows marked '(reported)'.
@@ -154,4 +202,58 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None):
     if reported:
         lines[-1] += " Rows marked (reported) are the paper's published numbers, not rerun here."
     write_text("\n".join(lines) + "\n", out_md)
+    if out_html is not None:
+        write_text(_summary_html(table, dataset, " ".join(lines[-2:])), out_html)
     return table
+
+
+def _summary_html(table, dataset, note):
+    """summary.md's table as one self-contained HTML page; scores get a bar of their value (0..1)."""
+    from html import escape
+
+    cols = [("method", "Method", None), ("experiment", "Experiment", None), ("frame", "Frame", None),
+            ("loss", "Loss", None), ("task", "Task", None), ("size", "Size", None), ("epochs", "Epochs", None),
+            ("accuracy", "Accuracy", 4), ("uf1", "UF1", 4), ("uar", "UAR", 4), ("n_folds", "Folds", None),
+            ("n_samples", "Samples", None)]
+    scores = {"accuracy", "uf1", "uar"}
+
+    def cell(key, v, digits):
+        if v is None or (not isinstance(v, str) and pd.isna(v)) or v == "":
+            return '<td class="blank">–</td>'
+        if key in scores:
+            pct = 100 * min(max(float(v), 0.0), 1.0)
+            return (f'<td class="num score" style="background-size: {pct:.1f}% 100%">'
+                    f"{float(v):.{digits}f}</td>")
+        return f'<td class="num">{v}</td>' if not isinstance(v, str) else f"<td>{escape(v)}</td>"
+
+    head = "".join(f"<th>{escape(label)}</th>" for _, label, _ in cols)
+    body = "\n".join(
+        f'<tr class="{"reported" if r["source"] == "reported" else "ours"}">'
+        + "".join(cell(key, r[key], digits) for key, _, digits in cols) + "</tr>"
+        for r in table.to_dict("records")
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Results on {escape(dataset)}</title>
+<style>
+body {{ background: #fff; color: #1e293b; font: 13px/1.4 system-ui, sans-serif; margin: 1em; }}
+h1 {{ font-size: 1.2em; }}
+table {{ border-collapse: collapse; }}
+th, td {{ padding: 0.3em 0.5em; border-bottom: 1px solid #e2e8f0; text-align: left; white-space: nowrap; }}
+th {{ background: #f1f5f9; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+td.score {{ background-image: linear-gradient(#bfdbfe, #bfdbfe); background-repeat: no-repeat; }}
+td.blank {{ color: #94a3b8; text-align: center; }}
+tr.reported {{ color: #64748b; font-style: italic; }}
+p {{ color: #475569; max-width: 60em; }}
+</style></head>
+<body>
+<h1>Results on {escape(dataset)} (leave-one-subject-out)</h1>
+<table id="summary">
+<thead><tr>{head}</tr></thead>
+<tbody>
+{body}
+</tbody>
+</table>
+<p>{escape(note)} The bar behind a score shows its value on a 0&ndash;1 scale.</p>
+</body></html>
+"""

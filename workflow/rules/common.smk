@@ -82,16 +82,24 @@ def per_subject(pattern):
 
 def all_targets(wildcards):
     """Every output, per subject and per fold too: Snakemake does not remake a deleted intermediate
-    file whose downstream outputs are up to date, so each one is a target in its own right."""
+    file whose downstream outputs are up to date, so each one is a target in its own right.
+    """
     targets = [f"{RES}/preprocessing/report.md"]
     for s in subjects():
-        targets += [f"{RES}/landmarks/sub{s}.tsv", f"{RES}/apex/sub{s}.tsv", f"{RES}/crops/sub{s}.h5"]
+        targets += [
+            f"{RES}/landmarks/sub{s}.tsv",
+            f"{RES}/apex/sub{s}.tsv",
+            f"{RES}/crops/sub{s}.h5",
+        ]
     for name in EXPERIMENTS:
         folds = f"{RES}/{name}/folds"
         for s in fold_subjects(name):
-            targets += [f"{folds}/{s}/{f}" for f in ("model.pt", "metrics.csv", "predictions.tsv", "fold.json")]
+            targets += [
+                f"{folds}/{s}/{f}"
+                for f in ("model.pt", "metrics.csv", "predictions.tsv", "fold.json")
+            ]
     if EXPERIMENTS:
-        targets += [f"{RES}/summary.md", f"{RES}/summary.tsv"]
+        targets += [f"{RES}/summary.md", f"{RES}/summary.tsv", f"{RES}/summary.html"]
     return targets
 
 

@@ -91,8 +91,20 @@ rule report_preprocessing:
         report=f"{RES}/preprocessing/report.md",
         errors=f"{RES}/preprocessing/apex_error.tsv",
         excluded=f"{RES}/preprocessing/excluded.tsv",
-        curves=f"{RES}/preprocessing/apex_curves.png",
-        montage=f"{RES}/preprocessing/crops_montage.png",
+        curves=report(
+            f"{RES}/preprocessing/apex_curves.png",
+            caption="../report/apex_curves.rst",
+            category="3. Preprocessing",
+            subcategory="Apex and crops",
+            labels={"figure": "apex spotting: M_i curves"},
+        ),
+        montage=report(
+            f"{RES}/preprocessing/crops_montage.png",
+            caption="../report/crops_montage.rst",
+            category="3. Preprocessing",
+            subcategory="Apex and crops",
+            labels={"figure": "aligned apex crops per class"},
+        ),
     log:
         f"{RES}/logs/report_preprocessing.log",
     conda:

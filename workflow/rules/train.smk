@@ -25,14 +25,34 @@ rule train_fold:
 rule aggregate_loso:
     input:
         predictions=fold_outputs("predictions.tsv"),
+        metrics=fold_outputs("metrics.csv"),
         code=code("aggregate", "metrics"),
     output:
         predictions=f"{RES}/{{experiment}}/predictions.tsv",
         metrics=f"{RES}/{{experiment}}/metrics.json",
         confusion=f"{RES}/{{experiment}}/confusion.csv",
-        confusion_png=f"{RES}/{{experiment}}/confusion.png",
+        confusion_png=report(
+            f"{RES}/{{experiment}}/confusion.png",
+            caption="../report/confusion.rst",
+            category="1. Results",
+            subcategory="Confusion matrices",
+            labels={"experiment": "{experiment}"},
+        ),
         per_fold=f"{RES}/{{experiment}}/per_fold.tsv",
-        per_fold_png=f"{RES}/{{experiment}}/per_fold.png",
+        per_fold_png=report(
+            f"{RES}/{{experiment}}/per_fold.png",
+            caption="../report/per_fold.rst",
+            category="1. Results",
+            subcategory="Accuracy per fold",
+            labels={"experiment": "{experiment}"},
+        ),
+        training_curves=report(
+            f"{RES}/{{experiment}}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="2. Training",
+            subcategory="Training curves",
+            labels={"experiment": "{experiment}"},
+        ),
     log:
         f"{RES}/logs/aggregate_loso/{{experiment}}.log",
     conda:
@@ -50,7 +70,20 @@ rule summarize_experiments:
         code=code("aggregate"),
     output:
         md=f"{RES}/summary.md",
-        tsv=f"{RES}/summary.tsv",
+        tsv=report(
+            f"{RES}/summary.tsv",
+            caption="../report/summary.rst",
+            category="1. Results",
+            subcategory="Summary",
+            labels={"table": "all experiments (TSV download)"},
+        ),
+        html=report(
+            f"{RES}/summary.html",
+            caption="../report/summary.rst",
+            category="1. Results",
+            subcategory="Summary",
+            labels={"table": "all experiments"},
+        ),
     log:
         f"{RES}/logs/summarize_experiments.log",
     conda:

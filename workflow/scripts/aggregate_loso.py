@@ -1,8 +1,10 @@
 from pathlib import Path
 
-from mer.aggregate import aggregate
+from mer.aggregate import aggregate, training_curves
 from mer.io import log_to
 
 log_to(snakemake.log[0])
 exp = snakemake.params.experiment
 aggregate([Path(p).parent for p in snakemake.input.predictions], exp["classes"], snakemake.params.out, exp)
+training_curves({Path(p).parent.name: p for p in snakemake.input.metrics}, snakemake.output.training_curves,
+                exp["name"])
