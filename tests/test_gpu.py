@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from mer.gpu import acquire_slot, device_for_slot
+from mer.gpu import acquire_slot, device_for_slot, slot_dir
 
 
 def _hold(lock_dir, n_slots, hold_s, queue):
@@ -71,3 +71,11 @@ def test_device_for_slot_round_robin():
     assert [device_for_slot(k, 2) for k in range(5)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
     assert device_for_slot(3, 1) == "cuda:0"
     assert device_for_slot(3, 0) == "cpu"
+
+
+def test_slot_dir_is_private_to_a_slurm_job(tmp_path):
+    assert slot_dir(tmp_path, environ={}) == tmp_path  # local runs share the workflow's pool
+    a, b = slot_dir(tmp_path, {"SLURM_JOB_ID": "7"}), slot_dir(tmp_path, {"SLURM_JOB_ID": "8"})
+    assert a != b and a != tmp_path and "7" in a.name  # two fold jobs on one node never share locks
+    with acquire_slot(a, 1) as k1, acquire_slot(b, 1) as k2:
+        assert k1 == k2 == 0

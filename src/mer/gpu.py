@@ -4,14 +4,25 @@ Several training jobs can share one GPU (a fold at batch 2 uses a fraction of it
 n_slots >= n_devices slots and slot k runs on GPU k % n_devices. A slot is held by an exclusive
 fcntl.flock on lock_dir/slot{k}.lock; the kernel drops the lock when its process exits or is killed,
 so a crashed job never leaves a slot taken. (flock needs a local filesystem, not NFS.)
+
+Inside a SLURM job the scheduler has already given the job its GPUs (CUDA_VISIBLE_DEVICES), so the pool
+is private to that job (see slot_dir): fold jobs on a cluster never wait on each other's locks.
 """
 
 import contextlib
 import fcntl
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+
+def slot_dir(lock_dir, environ=None):
+    """Where the slot locks live: lock_dir, or inside a SLURM job a node-local folder of that job alone."""
+    environ = os.environ if environ is None else environ
+    job = environ.get("SLURM_JOB_ID")
+    return Path(tempfile.gettempdir()) / f"mer-gpu-slots-slurm{job}" if job else Path(lock_dir)
 
 
 @contextlib.contextmanager

@@ -1,10 +1,10 @@
 from mer.engine import train_fold
-from mer.gpu import acquire_slot, device_for_slot
+from mer.gpu import acquire_slot, device_for_slot, slot_dir
 from mer.io import log_to
 
 log_to(snakemake.log[0])
 out_dir = snakemake.output.model.rsplit("/", 1)[0]
-with acquire_slot(snakemake.params.lock_dir, snakemake.params.slots) as slot:
+with acquire_slot(slot_dir(snakemake.params.lock_dir), snakemake.params.slots) as slot:
     device = device_for_slot(slot)
     print(f"GPU slot {slot} of {snakemake.params.slots} -> device {device}")
     train_fold(snakemake.input.crops, snakemake.wildcards.subject, snakemake.params.experiment, out_dir,
