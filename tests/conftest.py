@@ -12,13 +12,14 @@ SHARED_SHEET = ROOT.parent / "shared" / "data" / "casme2" / "CASME2-coding-20140
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
 TASKS = SCHEMA["properties"]["tasks"]["default"]
 EMOTIONS = SCHEMA["properties"]["emotions"]["default"]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
 
 
-def run_snakemake(workdir, *args, check=True, configfile="config.yaml"):
-    """Snakemake in `workdir` with its config.yaml (or another file there); returns the finished process."""
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / configfile),
-                           *args], capture_output=True, text=True, timeout=900)
+def run_snakemake(workdir, *args, check=True, configfile="config.yaml", repo=ROOT, env=None):
+    """Snakemake in `workdir` with its config.yaml (or another file there) and the Snakefile of `repo`;
+    returns the finished process."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / configfile), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc

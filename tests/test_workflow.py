@@ -1,6 +1,8 @@
 """End-to-end runs of the Snakemake workflow on a tiny generated demo (CPU, about a minute)."""
 
 import json
+import os
+import re
 import shutil
 
 import h5py
@@ -157,3 +159,78 @@ def test_deleted_fold_output_reruns_that_fold_alone(tiny_run):
     run_snakemake(tiny_run.parent, "--cores", "2")
     assert (tiny_run / "tiny" / "folds" / "02" / "predictions.tsv").exists()
     assert "Nothing to be done" in "".join(run_snakemake(tiny_run.parent, "-n", "--cores", "2").stdout)
+
+
+def planned_jobs(proc):
+    """[(rule, wildcards)] of the jobs a dry run plans; wildcards as Snakemake prints them ('' for none)."""
+    jobs = []
+    for line in proc.stdout.splitlines():
+        rule = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line)
+        if rule:
+            jobs.append((rule.group(1), ""))
+        elif line.strip().startswith("wildcards:") and jobs:
+            jobs[-1] = (jobs[-1][0], line.split(":", 1)[1].strip())
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def copied_repo_run(tmp_path_factory, tiny_demo):
+    """A complete tiny run in real-data mode (a user's frames, not the demo), driven by a copy of this repo
+    (Snakefile, workflow/, src/), so that a test may edit a module without touching the real one."""
+    base = tmp_path_factory.mktemp("copy")
+    repo = base / "repo"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    repo.mkdir()
+    shutil.copy2(ROOT / "Snakefile", repo / "Snakefile")
+    for d in ("workflow", "src"):
+        shutil.copytree(ROOT / d, repo / d, ignore=ignore)
+    data = shutil.copytree(tiny_demo, base / "casme")
+    work = tiny_config(base / "work", demo={"enabled": False}, experiments=[{"name": "tiny", "epochs": 1}],
+                       data={"root": str(data / "frames"), "sheet": str(data / "coding.csv")})
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}  # the copy's mer package, not the installed one
+    run_snakemake(work, "--cores", "2", repo=repo, env=env)
+    dry = lambda: run_snakemake(work, "-n", "--cores", "2", repo=repo, env=env)  # noqa: E731
+    assert "Nothing to be done" in dry().stdout
+    return repo, data, dry
+
+
+def test_changed_frames_of_one_subject_rerun_its_preprocessing_and_every_fold(copied_repo_run):
+    repo, data, dry = copied_repo_run
+    sheet = pd.read_csv(data / "coding.csv", dtype=str)
+    clip = sheet[sheet.Subject == "02"].iloc[0]
+    frame = data / "frames" / "sub02" / clip.Filename / f"img{int(clip.OnsetFrame) + 3}.jpg"
+    original = frame.read_bytes()
+    try:
+        import cv2
+
+        img = cv2.imread(str(frame))
+        cv2.imwrite(str(frame), cv2.GaussianBlur(img, (5, 5), 0))  # new content, not just a new mtime
+        jobs = planned_jobs(dry())
+    finally:
+        frame.write_bytes(original)
+    preprocessing = {(rule, w) for rule, w in jobs if rule in ("detect_landmarks", "spot_apex", "crop_faces")}
+    assert preprocessing == {(rule, "subject=02") for rule in ("detect_landmarks", "spot_apex", "crop_faces")}
+    counts = {rule: [r for r, _ in jobs].count(rule) for rule, _ in jobs}
+    assert counts == {"detect_landmarks": 1, "spot_apex": 1, "crop_faces": 1, "train_fold": 3, "aggregate_loso": 1,
+                      "summarize_experiments": 1, "report_preprocessing": 1, "all": 1}
+    assert "Nothing to be done" in dry().stdout  # the original frame back: nothing to do again
+
+
+@pytest.mark.parametrize(
+    "module, expected",
+    [
+        ("aggregate", {"aggregate_loso": 1, "summarize_experiments": 1, "all": 1}),
+        ("apex", {"spot_apex": 3, "crop_faces": 3, "train_fold": 3, "aggregate_loso": 1, "summarize_experiments": 1,
+                  "report_preprocessing": 1, "all": 1}),
+    ],
+)
+def test_changed_library_module_reruns_its_rule(copied_repo_run, module, expected):
+    repo, data, dry = copied_repo_run
+    path = repo / "src" / "mer" / f"{module}.py"
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n\nCHANGED = True  # a real content change\n")
+        counts = job_counts(dry())
+    finally:
+        path.write_text(original)
+    assert counts == expected
