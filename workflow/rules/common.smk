@@ -41,7 +41,7 @@ wildcard_constraints:
 
 
 def code(*modules):
-    """Library modules a rule runs, as inputs: editing one reruns the rule."""
+    """The library modules that a job runs, as its inputs (editing one reruns the job)."""
     return [str(SRC / f"{m}.py") for m in modules]
 
 

@@ -9,6 +9,6 @@ rule make_demo:
     threads: 2
     params:
         demo=config["demo"],
-        out=f"{RES}/demo",
+        out=lambda wc, output: str(Path(output.sheet).parent),
     script:
         "../scripts/make_demo.py"

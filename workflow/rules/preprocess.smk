@@ -11,7 +11,7 @@ checkpoint read_sheet:
         "../envs/preprocess.yaml"
     threads: 2
     params:
-        root=FRAMES_ROOT,
+        root=lambda wc, input: input.frames if DEMO else FRAMES_ROOT,
         data=lambda wc: config["data"],  # a function: no wildcard expansion in frame_pattern
         tasks=config["tasks"],
         emotions=config["emotions"],
@@ -111,6 +111,6 @@ rule report_preprocessing:
         "../envs/preprocess.yaml"
     params:
         task=config["report"]["task"],
-        out=f"{RES}/preprocessing",
+        out=lambda wc, output: str(Path(output.report).parent),
     script:
         "../scripts/report_preprocessing.py"
