@@ -118,7 +118,7 @@ def test_summarise_html_has_every_row(tmp_path):
     assert float(table.Accuracy[0]) == pytest.approx(m["accuracy"], abs=5e-5)
     assert table.UF1.tolist()[1:] == ["0.5853", "0.4599", "0.5059"]
     assert table.Method[1] == "SE-ResNeXt-50 (reported)" and table.Experiment[1] == "–"
-    assert f"background-size: {100 * m['uf1']:.1f}% 100%" in html  # the score's bar
+    assert f"#bfdbfe {100 * m['uf1']:.1f}%, transparent" in html  # the score's bar
 
 
 def write_metrics(root, subjects=("01", "02", "10"), epochs=4, val=False):

@@ -178,10 +178,10 @@ def test_summary_table_renders(report, browser, tmp_path):
                  "the summary table's frame")[0]
     browser.switch_to.frame(frame)
     try:
-        wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "table#summary tbody tr"), "summary rows")
-        headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "table#summary th")]
+        wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "table#T_summary tbody tr"), "summary rows")
+        headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "table#T_summary th")]
         rows = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")]
-                for tr in browser.find_elements(By.CSS_SELECTOR, "table#summary tbody tr")]
+                for tr in browser.find_elements(By.CSS_SELECTOR, "table#T_summary tbody tr")]
     finally:
         browser.switch_to.default_content()
     assert {"Experiment", "Accuracy", "UF1", "UAR"} <= set(headers), headers

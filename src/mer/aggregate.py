@@ -207,53 +207,35 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_h
     return table
 
 
+SUMMARY_COLUMNS = {"method": "Method", "experiment": "Experiment", "frame": "Frame", "loss": "Loss", "task": "Task",
+                   "size": "Size", "epochs": "Epochs", "accuracy": "Accuracy", "uf1": "UF1", "uar": "UAR",
+                   "n_folds": "Folds", "n_samples": "Samples"}
+SCORES = ["Accuracy", "UF1", "UAR"]
+SUMMARY_CSS = [  # the page's look; Styler adds each score's bar as a per-cell gradient
+    {"selector": "", "props": "border-collapse: collapse; font: 13px/1.4 system-ui, sans-serif; color: #1e293b;"},
+    {"selector": "caption", "props": "font-size: 1.2em; font-weight: bold; text-align: left; padding: 0.5em 0;"},
+    {"selector": "th, td", "props": "padding: 0.3em 0.5em; border-bottom: 1px solid #e2e8f0; white-space: nowrap;"},
+    {"selector": "th", "props": "background: #f1f5f9; text-align: left;"},
+]
+
+
 def _summary_html(table, dataset, note):
-    """summary.md's table as one self-contained HTML page; scores get a bar of their value (0..1)."""
+    """summary.md's table as one standalone HTML page (pandas Styler); a bar behind each score shows its
+    value on a 0..1 scale, and the paper's reported rows are greyed."""
     from html import escape
 
-    cols = [("method", "Method", None), ("experiment", "Experiment", None), ("frame", "Frame", None),
-            ("loss", "Loss", None), ("task", "Task", None), ("size", "Size", None), ("epochs", "Epochs", None),
-            ("accuracy", "Accuracy", 4), ("uf1", "UF1", 4), ("uar", "UAR", 4), ("n_folds", "Folds", None),
-            ("n_samples", "Samples", None)]
-    scores = {"accuracy", "uf1", "uar"}
-
-    def cell(key, v, digits):
-        if v is None or (not isinstance(v, str) and pd.isna(v)) or v == "":
-            return '<td class="blank">–</td>'
-        if key in scores:
-            pct = 100 * min(max(float(v), 0.0), 1.0)
-            return (f'<td class="num score" style="background-size: {pct:.1f}% 100%">'
-                    f"{float(v):.{digits}f}</td>")
-        return f'<td class="num">{v}</td>' if not isinstance(v, str) else f"<td>{escape(v)}</td>"
-
-    head = "".join(f"<th>{escape(label)}</th>" for _, label, _ in cols)
-    body = "\n".join(
-        f'<tr class="{"reported" if r["source"] == "reported" else "ours"}">'
-        + "".join(cell(key, r[key], digits) for key, _, digits in cols) + "</tr>"
-        for r in table.to_dict("records")
+    shown = table[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS).replace("", None)
+    reported = (table["source"] == "reported").to_numpy()
+    grey = lambda row: ["color: #64748b; font-style: italic;" if reported[row.name] else ""] * len(row)  # noqa: E731
+    styler = (
+        shown.style.hide(axis="index")
+        .format(dict.fromkeys(SCORES, "{:.4f}"), na_rep="–", escape="html")
+        .bar(subset=SCORES, vmin=0, vmax=1, color="#bfdbfe")
+        .apply(grey, axis=1)
+        .set_uuid("summary")  # the table's id: T_summary
+        .set_caption(f"Results on {escape(dataset)} (leave-one-subject-out)")
+        .set_table_styles(SUMMARY_CSS)
     )
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Results on {escape(dataset)}</title>
-<style>
-body {{ background: #fff; color: #1e293b; font: 13px/1.4 system-ui, sans-serif; margin: 1em; }}
-h1 {{ font-size: 1.2em; }}
-table {{ border-collapse: collapse; }}
-th, td {{ padding: 0.3em 0.5em; border-bottom: 1px solid #e2e8f0; text-align: left; white-space: nowrap; }}
-th {{ background: #f1f5f9; }}
-td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-td.score {{ background-image: linear-gradient(#bfdbfe, #bfdbfe); background-repeat: no-repeat; }}
-td.blank {{ color: #94a3b8; text-align: center; }}
-tr.reported {{ color: #64748b; font-style: italic; }}
-p {{ color: #475569; max-width: 60em; }}
-</style></head>
-<body>
-<h1>Results on {escape(dataset)} (leave-one-subject-out)</h1>
-<table id="summary">
-<thead><tr>{head}</tr></thead>
-<tbody>
-{body}
-</tbody>
-</table>
-<p>{escape(note)} The bar behind a score shows its value on a 0&ndash;1 scale.</p>
-</body></html>
-"""
+    html = styler.to_html(doctype_html=True)
+    return html.replace("</table>", f"</table>\n<p>{escape(note)} The bar behind a score shows its value on a "
+                        "0&ndash;1 scale.</p>", 1)
