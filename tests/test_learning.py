@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from test_workflow import run_snakemake, tiny_config
+from conftest import run_snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 TRAIN = {"size": 64, "epochs": 20, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 20, "deterministic": True}
