@@ -7,6 +7,13 @@ import tempfile
 from pathlib import Path
 
 
+def _umask():
+    """The process's umask (os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -16,6 +23,9 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file 0600; give it the mode a plain open() would (0666 less the umask), so that
+        # results on a shared filesystem stay readable by the group, as the user's umask says.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)  # atomic on POSIX within one filesystem
     finally:
         if os.path.exists(tmp):
