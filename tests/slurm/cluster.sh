@@ -51,7 +51,7 @@ start() {
   mkdir -p "$DIR"
   DIR=$(cd "$DIR" && pwd)
   chmod 700 "$DIR"
-  mkdir -p "$DIR/ctld" "$DIR/d" "$DIR/db" "$DIR/munge" "$DIR/jobs"
+  mkdir -p "$DIR/ctld" "$DIR/d" "$DIR/db" "$DIR/munge"
   local host db_port=${MER_SLURM_DB_PORT:-16819}
   host=$(hostname -s)
   export SLURM_CONF=$DIR/slurm.conf
