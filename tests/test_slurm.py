@@ -17,7 +17,7 @@ from conftest import ROOT, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
-DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "sacctmgr", "sacct", "sbatch")
+PROGRAMS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "sacctmgr", "sacct", "sbatch")
 CANNOT_HOST = 3  # cluster.sh's exit status for "this machine cannot host the cluster"
 
 
@@ -37,7 +37,7 @@ def _alive(pid):
 def slurm_cluster(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the SLURM cluster test needs root: it starts munged, mariadbd and the Slurm daemons")
-    if any(shutil.which(exe) is None for exe in DAEMONS):
+    if any(shutil.which(exe) is None for exe in PROGRAMS):
         if shutil.which("apt-get") is None:
             pytest.skip("Slurm, munge and mariadb are not installed and there is no apt-get to install them")
         proc = _cluster("install", timeout=900)

@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import accuracy_score, f1_score
 
 from mer.data import subject_sort_key
-from mer.io import atomic_path, write_json, write_text, write_tsv
+from mer.io import atomic_path, write_csv, write_json, write_text, write_tsv
 from mer.metrics import classification_metrics
 
 # Literature values of the paper (CASME II, LOSO, apex frame, 5 classes), shown beside our results in
@@ -51,8 +51,7 @@ def aggregate(fold_dirs, classes, out_dir, experiment):
     metrics.update(n_folds=len(folds), n_samples=len(pooled), experiment=experiment)
     write_json(metrics, out_dir / "metrics.json")
     confusion = pd.DataFrame(metrics["confusion"], index=pd.Index(classes, name="true"), columns=classes)
-    with atomic_path(out_dir / "confusion.csv") as tmp:
-        confusion.to_csv(tmp)
+    write_csv(confusion, out_dir / "confusion.csv", index=True)
 
     # per-fold scores are for inspection only; a fold's UF1 averages the classes that occur in it
     # (sklearn's default labels), since one subject rarely shows every class
@@ -153,6 +152,14 @@ def _save(fig, path):
     fig.clear()  # a pyplot-free Figure is freed once unreferenced; clear() releases its artists now
 
 
+# summary.md / summary.html: column -> heading, in table order
+SUMMARY_COLUMNS = {"method": "Method", "experiment": "Experiment", "frame": "Frame", "loss": "Loss", "task": "Task",
+                   "size": "Size", "epochs": "Epochs", "accuracy": "Accuracy", "uf1": "UF1", "uar": "UAR",
+                   "n_folds": "Folds", "n_samples": "Samples"}
+SCORES = ["Accuracy", "UF1", "UAR"]
+NUMERIC_COLUMNS = ("size", "epochs", "accuracy", "uf1", "uar", "n_folds", "n_samples")  # right-aligned in .md
+
+
 def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_html=None):
     """One row per experiment (name -> (metrics.json path, experiment config)), as summary.tsv and .md
     (and a standalone summary.html for the Snakemake report, if `out_html` is given).
@@ -188,15 +195,11 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_h
         return f"{v:.{digits}f}" if digits else str(v)
 
     lines = [f"# Results on {dataset} (leave-one-subject-out)", "",
-             "| Method | Experiment | Frame | Loss | Task | Size | Epochs | Accuracy | UF1 | UAR | Folds "
-             "| Samples |",
-             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| " + " | ".join(SUMMARY_COLUMNS.values()) + " |",
+             "|" + "|".join("---:" if k in NUMERIC_COLUMNS else "---" for k in SUMMARY_COLUMNS) + "|"]
     for r in table.to_dict("records"):
-        lines.append("| " + " | ".join([
-            cell(r["method"]), cell(r["experiment"]), cell(r["frame"]), cell(r["loss"]), cell(r["task"]),
-            cell(r["size"]), cell(r["epochs"]), cell(r["accuracy"], 4), cell(r["uf1"], 4), cell(r["uar"], 4),
-            cell(r["n_folds"]), cell(r["n_samples"]),
-        ]) + " |")
+        lines.append("| " + " | ".join(cell(r[k], 4 if SUMMARY_COLUMNS[k] in SCORES else None)
+                                        for k in SUMMARY_COLUMNS) + " |")
     lines += ["", "Accuracy, UF1 (macro F1) and UAR (macro recall) are computed over the pooled predictions",
               "of all folds."]
     if reported:
@@ -207,10 +210,6 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_h
     return table
 
 
-SUMMARY_COLUMNS = {"method": "Method", "experiment": "Experiment", "frame": "Frame", "loss": "Loss", "task": "Task",
-                   "size": "Size", "epochs": "Epochs", "accuracy": "Accuracy", "uf1": "UF1", "uar": "UAR",
-                   "n_folds": "Folds", "n_samples": "Samples"}
-SCORES = ["Accuracy", "UF1", "UAR"]
 SUMMARY_CSS = [  # the page's look; Styler adds each score's bar as a per-cell gradient
     {"selector": "", "props": "border-collapse: collapse; font: 13px/1.4 system-ui, sans-serif; color: #1e293b;"},
     {"selector": "caption", "props": "font-size: 1.2em; font-weight: bold; text-align: left; padding: 0.5em 0;"},

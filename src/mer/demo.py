@@ -13,14 +13,13 @@ with CASME II's header. The Apex column holds the true apex frame.
 import csv
 import functools
 import multiprocessing
-import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from mer.io import atomic_path
-from mer.sheet import load_raw, normalise_subject
+from mer.sheet import APEX_MISSING, cell_text, int_cell, load_raw, normalise_subject
 
 FRAME_W, FRAME_H = 640, 480
 HEADER = ["Subject", "Filename", "", "OnsetFrame", "ApexFrame", "OffsetFrame", "", "Action Units",
@@ -303,17 +302,11 @@ def _generated_rows(subjects, clips_per_subject, seed):
     return rows
 
 
-def _cell(value):
-    """A sheet cell as stripped text; '' for empty (None, NaN)."""
-    s = "" if value is None else str(value).strip()
-    return "" if s.lower() in ("nan", "none") else s
-
-
 def _frame_number(value, what):
-    s = _cell(value)
-    if not re.fullmatch(r"\d+(\.0+)?", s):
-        raise ValueError(f"{what}: {s!r} is not a frame number")
-    return int(float(s))
+    try:
+        return int_cell(value)
+    except ValueError:
+        raise ValueError(f"{what}: {cell_text(value)!r} is not a frame number") from None
 
 
 def _mirrored_rows(sheet):
@@ -325,7 +318,7 @@ def _mirrored_rows(sheet):
         subject = normalise_subject(r.subject)
         onset = _frame_number(r.onset, f"{where} OnsetFrame")
         offset = _frame_number(r.offset, f"{where} OffsetFrame")
-        if _cell(r.apex) in ("", "/", "-", "?"):
+        if cell_text(r.apex) in ("", *APEX_MISSING):
             apex, apex_text = (onset + offset) // 2, "/"
         else:
             apex = _frame_number(r.apex, f"{where} ApexFrame")
@@ -335,9 +328,9 @@ def _mirrored_rows(sheet):
         subj = int(subject)
         k = count.get(subj, 0)  # the clip's index within its subject: picks its RNG
         count[subj] = k + 1
-        rows.append({"subject_num": subj, "subject": subject, "k": k, "filename": _cell(r.filename),
+        rows.append({"subject_num": subj, "subject": subject, "k": k, "filename": cell_text(r.filename),
                      "onset": onset, "apex": apex, "offset": offset, "apex_text": apex_text,
-                     "emotion": _cell(r.emotion), "au_text": _cell(r.action_units)})
+                     "emotion": cell_text(r.emotion), "au_text": cell_text(r.action_units)})
     return rows
 
 

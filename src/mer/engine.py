@@ -39,7 +39,7 @@ from mer.data import (
     load_split,
     subject_key,
 )
-from mer.io import atomic_path, write_json, write_tsv
+from mer.io import atomic_path, write_csv, write_json, write_tsv
 from mer.losses import build_loss
 from mer.metrics import classification_metrics
 from mer.models import build_model
@@ -135,7 +135,7 @@ def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, 
                                            [classes[i] for i in probs.argmax(1)], classes)
                 row.update(val_acc=m["accuracy"], val_uf1=m["uf1"])
             history.append(row)
-            _write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
+            write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
             _log(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
                  + f"  [{c['name']} held out {held_out}]")
             done = epoch + 1
@@ -151,8 +151,7 @@ def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, 
         "y_true": [classes[i] for i in test.labels], "y_pred": [classes[i] for i in probs.argmax(1)],
         **{f"prob_{cls}": probs[:, i] for i, cls in enumerate(classes)},
     })
-    write_tsv(pred, out_dir / "predictions.tsv")
-    _write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
+    write_tsv(pred, out_dir / "predictions.tsv")  # metrics.csv is complete: written after every epoch
     with atomic_path(out_dir / "model.pt") as tmp:
         torch.save(_state(model, optimizer, epochs, cfg, held_out, history), tmp)
     info = dict(
@@ -279,11 +278,6 @@ def _determinism(on, warn_only=False):
 
 def _auto(value, default):
     return default if value == "auto" else bool(value)
-
-
-def _write_csv(df, path):
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
 
 
 def _log(msg):

@@ -37,6 +37,11 @@ def write_tsv(df, path):
         df.to_csv(tmp, sep="\t", index=False)
 
 
+def write_csv(df, path, index=False):
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=index)
+
+
 def write_json(obj, path):
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

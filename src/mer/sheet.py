@@ -84,15 +84,21 @@ def load_raw(path):
             df[col] = None
     df = df[COLUMNS].copy()
     # Drop rows that are entirely empty (trailing lines of spreadsheets).
-    df = df[~df.apply(lambda r: all(_blank(v) for v in r), axis=1)].reset_index(drop=True)
+    df = df[~df.apply(lambda r: all(cell_text(v) == "" for v in r), axis=1)].reset_index(drop=True)
     return df
 
 
-def _blank(v):
-    return v is None or (isinstance(v, float) and pd.isna(v)) or str(v).strip() in ("", "nan", "None")
+APEX_MISSING = ("/", "-", "?")  # what released sheets write where a clip has no apex
 
 
-def _int_cell(v):
+def cell_text(v):
+    """A sheet cell as stripped text; '' for an empty one (None, NaN, 'nan')."""
+    s = "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v).strip()
+    return "" if s in ("nan", "None") else s
+
+
+def int_cell(v):
+    """A frame or subject number cell ('46', 46, '46.0') as int; ValueError otherwise."""
     s = str(v).strip()
     if re.fullmatch(r"\d+(\.0+)?", s):
         return int(float(s))
@@ -103,7 +109,7 @@ def normalise_subject(v, width=2):
     """'01', 1, '1.0' and 'sub01' all become '01'."""
     s = str(v).strip().lower()
     s = s[3:] if s.startswith("sub") else s
-    return f"{_int_cell(s):0{width}d}"
+    return f"{int_cell(s):0{width}d}"
 
 
 def task_labels(emotion, tasks):
@@ -128,25 +134,25 @@ def read_sheet(path, *, tasks, emotions=None, subject_width=2):
     for i, r in df.iterrows():
         line = i + 2  # spreadsheet line: header is line 1
         problems = []
-        subject = str(r.subject).strip() if not _blank(r.subject) else ""
+        subject = cell_text(r.subject)
         try:
             subject = normalise_subject(r.subject, subject_width)
         except ValueError:
             problems.append(f"column Subject: {r.subject!r} is not a subject number")
-        filename = "" if _blank(r.filename) else str(r.filename).strip()
+        filename = cell_text(r.filename)
         if not filename:
             problems.append("column Filename: empty")
         frames = {}
         for col in ("onset", "offset"):
             try:
-                frames[col] = _int_cell(r[col])
+                frames[col] = int_cell(r[col])
             except ValueError:
                 problems.append(f"column {SHEET_NAMES[col]}: {r[col]!r} is not a frame number")
-        apex_missing = _blank(r.apex) or str(r.apex).strip() in ("/", "-", "?")
+        apex_missing = cell_text(r.apex) in ("", *APEX_MISSING)
         apex = None
         if not apex_missing:
             try:
-                apex = _int_cell(r.apex)
+                apex = int_cell(r.apex)
             except ValueError:
                 problems.append(f"column ApexFrame: {r.apex!r} is not a frame number or '/'")
         if len(frames) == 2:
@@ -156,7 +162,7 @@ def read_sheet(path, *, tasks, emotions=None, subject_width=2):
                 problems.append(
                     f"column ApexFrame: apex {apex} outside onset..offset {frames['onset']}..{frames['offset']}"
                 )
-        emotion = "" if _blank(r.emotion) else str(r.emotion).strip().lower()
+        emotion = cell_text(r.emotion).lower()
         if emotion not in known:
             problems.append(f"column Estimated Emotion: unknown label {r.emotion!r} (known: {sorted(known)})")
         key = (subject, filename)
@@ -171,7 +177,7 @@ def read_sheet(path, *, tasks, emotions=None, subject_width=2):
             "offset": frames.get("offset"),
             "apex_missing": apex_missing,
             "emotion": emotion,
-            "action_units": "" if _blank(r.action_units) else str(r.action_units).strip(),
+            "action_units": cell_text(r.action_units),
             **{f"label_{t}": lab for t, lab in task_labels(emotion, tasks).items()},
             "included": not problems,
             "reason": "; ".join(f"{path.name} line {line} sub{subject} {filename}: {p}" for p in problems),

@@ -59,7 +59,7 @@ rule aggregate_loso:
         "../envs/train.yaml"
     params:
         experiment=lambda wc: EXPERIMENTS[wc.experiment],
-        out=lambda wc: f"{RES}/{wc.experiment}",
+        out=lambda wc, output: str(Path(output.metrics).parent),
     script:
         "../scripts/aggregate_loso.py"
 
