@@ -35,7 +35,7 @@ def config(**kw):
     cfg = dict(name="tiny", backbone="test_resnet", pretrained="none", task="5class", classes=CLASSES,
                frame="apex", size=32, loss="focal", gamma=2.0, alpha=None, optimizer="adam", lr=1e-3,
                weight_decay=0.0, batch_size=4, epochs=2, seed=7, deterministic=True, checkpoint_every=1,
-               augment=dict(grayscale=True, hflip=True, rotate=15), num_workers=0, amp="auto",
+               augment=dict(grayscale=True, hflip=True, rotate=15), amp="auto",
                channels_last="auto", compile=False, inner_val=0)
     return {**cfg, **kw}
 

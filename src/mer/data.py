@@ -1,7 +1,7 @@
 """Face crops from the per-subject HDF5 cache, held in memory, split leave-one-subject-out.
 
 A CASME II task has ~250 crops: at 224 px they take ~40 MB as uint8, so every sample is read once at
-the start of a fold and augmentation runs on the in-memory arrays.
+the start of a fold (or of a fused group of folds) and augmentation runs on the device (mer.augment).
 """
 
 import re
@@ -10,9 +10,6 @@ from dataclasses import dataclass
 import cv2
 import h5py
 import numpy as np
-import torch
-from torch.utils.data import Dataset, Sampler
-from torchvision.transforms import v2
 
 
 def subject_key(subject):
@@ -74,7 +71,12 @@ def fold_subjects(samples_subjects):
 
 
 def load_split(cache_paths, task, frame, held_out, classes, resize=None):
-    """Read the task's samples (`frame` crop of each) once; return (train, test) with test = `held_out`.
+    """Read the task's samples (`frame` crop of each) once; return (train, test) with test = `held_out`."""
+    return leave_out(load_samples(cache_paths, task, frame, classes, resize), held_out, task)
+
+
+def load_samples(cache_paths, task, frame, classes, resize=None):
+    """Every sample labelled for `task`, as one Split (the `frame` crop of each).
 
     resize: input size in px; crops are resized once here (cv2 INTER_AREA) when it differs from the cache's.
     """
@@ -97,82 +99,23 @@ def load_split(cache_paths, task, frame, held_out, classes, resize=None):
                 filenames.append(str(g.attrs.get("filename", name)))
     if not images:
         raise ValueError(f"no samples labelled for task {task!r} in {len(cache_paths)} cache file(s)")
-    data = Split(np.stack(images).astype(np.uint8), np.asarray(labels, dtype=np.int64), subjects, filenames)
-    is_test = np.array([subject_key(s) == subject_key(held_out) for s in subjects])
+    return Split(np.stack(images).astype(np.uint8), np.asarray(labels, dtype=np.int64), subjects, filenames)
+
+
+def held_out_mask(data, held_out, task="?"):
+    """Boolean mask of `held_out`'s samples in `data`; an error if it has none."""
+    is_test = np.array([subject_key(s) == subject_key(held_out) for s in data.subjects])
     if not is_test.any():
         raise ValueError(f"held-out subject {held_out!r} has no samples for task {task!r}")
+    return is_test
+
+
+def leave_out(data, held_out, task="?"):
+    """(train, test): every other subject's samples, and `held_out`'s."""
+    is_test = held_out_mask(data, held_out, task)
     train, test = data.select(~is_test), data.select(is_test)
     assert not {subject_key(s) for s in train.subjects} & {subject_key(held_out)}, "held-out subject in train"
     return train, test
-
-
-def build_transforms(train, mean, std, grayscale=True, hflip=True, rotate=15):
-    """uint8 HWC RGB array -> normalised float CHW tensor; flip and rotation (+-`rotate` degrees) if train.
-
-    mean, std: per-channel normalisation, from the timm model's pretrained_cfg.
-    grayscale: luminance copied to 3 channels (keeps the ImageNet stem's 3 inputs).
-    """
-    t = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]  # scale: uint8 0..255 -> float 0..1
-    if grayscale:
-        t.append(v2.Grayscale(num_output_channels=3))
-    if train and hflip:
-        t.append(v2.RandomHorizontalFlip())
-    if train and rotate:
-        t.append(v2.RandomRotation(rotate))
-    t.append(v2.Normalize(mean=list(mean), std=list(std)))
-    return v2.Compose(t)
-
-
-class InMemoryDataset(Dataset):
-    """(image, label) pairs from arrays; `transform` maps one uint8 HWC image to a tensor.
-
-    An item is an index, or an (index, seed) pair from SeededSampler: the random transform then draws
-    from the torch RNG seeded with `seed` (forked, so the caller's RNG is untouched). Each sample's
-    augmentation then depends only on (run seed, epoch, sample), not on worker count or process.
-    """
-
-    def __init__(self, images, labels, transform=None):
-        assert len(images) == len(labels)
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, item):
-        i, seed = item if isinstance(item, tuple) else (item, None)
-        img = self.images[i]
-        if self.transform is not None:
-            if seed is None:
-                img = self.transform(img)
-            else:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed)
-                    img = self.transform(img)
-        return img, int(self.labels[i])
-
-
-class SeededSampler(Sampler):
-    """Shuffles with a torch.Generator seeded from (seed, epoch) and gives each item its own
-    augmentation seed; call set_epoch(e) before each epoch (like DistributedSampler).
-
-    Hand-rolled because DataLoader workers keep their RNG state across epochs (persistent_workers)
-    and so would make a run resumed at epoch k differ from one never stopped.
-    """
-
-    def __init__(self, n, seed):
-        self.n, self.seed, self.epoch = n, int(seed), 0
-
-    def set_epoch(self, epoch):
-        self.epoch = int(epoch)
-
-    def __len__(self):
-        return self.n
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
-        order = torch.randperm(self.n, generator=g).tolist()
-        seeds = torch.randint(0, 2**62, (self.n,), generator=g).tolist()
-        return iter(zip(order, seeds, strict=True))
 
 
 def epoch_seed(seed, epoch, stream=0):

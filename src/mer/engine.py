@@ -6,7 +6,7 @@ Checkpoint and resume: every `checkpoint_every` epochs the model, optimizer, com
 per-epoch metrics go to out_dir/checkpoint.pt (atomically). A rerun of a killed job resumes from it.
 Resume is exact without saving RNG state because nothing random carries over between epochs: at
 the start of epoch e the model RNG (dropout) is reseeded from (seed, e), and the sampler draws the
-shuffle and a per-sample augmentation seed from a generator seeded from (seed, e). With
+shuffle and each sample's flip and rotation from a generator seeded from (seed, e) (mer.augment). With
 deterministic=True on CPU a resumed run ends with weights equal to an uninterrupted one.
 After model.pt is written, checkpoint.pt is deleted (it holds the same weights plus Adam's state,
 ~300 MB for SE-ResNeXt-50, per fold).
@@ -20,6 +20,7 @@ import random
 import sys
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +28,10 @@ import pandas as pd
 import timm
 import torch
 import torchvision
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mer.data import (
-    InMemoryDataset,
-    SeededSampler,
-    build_transforms,
-    epoch_seed,
-    fold_subjects,
-    load_split,
-    subject_key,
-)
+from mer.augment import Inputs, draw_epoch, to_device
+from mer.data import epoch_seed, fold_subjects, held_out_mask, load_samples, subject_key
 from mer.io import atomic_path, write_csv, write_json, write_tsv
 from mer.losses import build_loss
 from mer.metrics import classification_metrics
@@ -48,11 +41,11 @@ REQUIRED = ("name", "backbone", "task", "classes", "frame", "size")
 DEFAULTS = dict(
     pretrained="none", drop_rate=0.0, loss="focal", gamma=2.0, alpha=None, optimizer="adam", lr=1e-4,
     weight_decay=0.0, batch_size=2, epochs=100, seed=0, deterministic=False, checkpoint_every=10,
-    augment=dict(grayscale=True, hflip=True, rotate=15), num_workers=0, amp="auto", channels_last="auto",
-    compile=False, inner_val=0.0,
+    augment=dict(grayscale=True, hflip=True, rotate=15), amp="auto", channels_last="auto",
+    compile=False, inner_val=0.0, fold_group=1, cuda_graph="auto",
 )
 # Settings that cannot change the trained weights; a checkpoint written under other values still resumes.
-RUNTIME_KEYS = ("num_workers", "checkpoint_every")
+RUNTIME_KEYS = ("checkpoint_every", "fold_group", "cuda_graph")
 
 
 def fold_seed(seed, held_out):
@@ -61,124 +54,166 @@ def fold_seed(seed, held_out):
     return int(seed) * 1000 + (int(key) if key.isdigit() else zlib.crc32(key.encode()) % 1000)
 
 
-def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, progress=True,
-               max_epochs_this_run=None):
-    """Train cfg's model without `held_out`, then write model.pt, metrics.csv, predictions.tsv, fold.json.
+@dataclass
+class Fold:
+    """One LOSO fold: indices into the task's samples (load_samples), and where its files go."""
+    held_out: str
+    seed: int
+    train: np.ndarray  # int64 indices of the training samples
+    val: np.ndarray  # inner validation samples (training subjects held back; empty unless inner_val)
+    test: np.ndarray  # the held-out subject's samples
+    out_dir: Path
 
-    max_epochs_this_run: stop after this many epochs in this call without writing the final outputs,
-    as if the job were killed there (for tests of resume). Returns fold.json's content, or None then.
-    """
-    t_start = time.time()
+
+def resolve(cfg):
+    """cfg with DEFAULTS filled in; raises on a missing required key or an unsupported optimizer."""
     missing = [k for k in REQUIRED if k not in cfg]
     if missing:
         raise ValueError(f"experiment config lacks {missing}")
     c = {**DEFAULTS, **cfg, "augment": {**DEFAULTS["augment"], **(cfg.get("augment") or {})}}
+    if c["optimizer"] != "adam":
+        raise ValueError(f"optimizer {c['optimizer']!r} not supported (only 'adam')")
+    return c
+
+
+def plan_fold(data, held_out, c, out_dir):
+    """The Fold of `held_out` over `data` (a Split of every sample of the task)."""
+    seed = fold_seed(c["seed"], held_out)
+    is_test = held_out_mask(data, held_out, c["task"])
+    train = np.flatnonzero(~is_test)
+    train, val = _inner_val_split(train, [data.subjects[i] for i in train], float(c["inner_val"]), seed)
+    if len(train) == 0:
+        raise ValueError(f"no training samples left without subject {held_out!r}")
+    assert subject_key(held_out) not in {subject_key(data.subjects[i]) for i in train}, "held-out subject in train"
+    return Fold(str(held_out), seed, train, val, np.flatnonzero(is_test), Path(out_dir))
+
+
+def epoch_batches(fold, epoch, c):
+    """The fold's batches of one epoch: sample indices (steps, b) into the task's samples, flip, angle."""
+    order, flip, angle = draw_epoch(len(fold.train), fold.seed, epoch, int(c["batch_size"]),
+                                    c["augment"]["hflip"], c["augment"]["rotate"])
+    return torch.from_numpy(fold.train)[order], flip, angle
+
+
+def run_settings(c, device):
+    """Device, bf16 autocast and channels_last as resolved for this device."""
+    on_cuda = device.type == "cuda"
+    return dict(device=device, amp=_auto(c["amp"], on_cuda and torch.cuda.is_bf16_supported()),
+                channels_last=_auto(c["channels_last"], on_cuda))
+
+
+def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, progress=True,
+               max_epochs_this_run=None, extra_info=None):
+    """Train cfg's model without `held_out`, then write model.pt, metrics.csv, predictions.tsv, fold.json.
+
+    max_epochs_this_run: stop after this many epochs in this call without writing the final outputs,
+    as if the job were killed there (for tests of resume). Returns fold.json's content, or None then.
+    extra_info: more entries for fold.json (a fused group's record, say).
+    """
+    t_start = time.time()
+    c = resolve(cfg)
     out_dir, device = Path(out_dir), torch.device(device)
     out_dir.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(int(threads))
-    if c["optimizer"] != "adam":
-        raise ValueError(f"optimizer {c['optimizer']!r} not supported (only 'adam')")
-    classes, seed, epochs = list(c["classes"]), fold_seed(c["seed"], held_out), int(c["epochs"])
+    classes, epochs = list(c["classes"]), int(c["epochs"])
+    run = run_settings(c, device)
     on_cuda = device.type == "cuda"
-    amp = _auto(c["amp"], on_cuda and torch.cuda.is_bf16_supported())  # bf16 autocast
-    channels_last = _auto(c["channels_last"], on_cuda)
 
-    with _determinism(bool(c["deterministic"]), warn_only=on_cuda):
-        train, test = load_split(cache_paths, c["task"], c["frame"], held_out, classes, resize=c["size"])
-        train, val = _inner_val_split(train, float(c["inner_val"]), seed)
-        if len(train) == 0:
-            raise ValueError(f"no training samples left without subject {held_out!r}")
+    with determinism(bool(c["deterministic"]), warn_only=on_cuda):
+        data = load_samples(cache_paths, c["task"], c["frame"], classes, resize=c["size"])
+        fold = plan_fold(data, held_out, c, out_dir)
+        seed = fold.seed
+        images, labels = to_device(data.images, device), torch.from_numpy(data.labels).to(device)
 
         torch.manual_seed(seed)  # weight init
         model = build_model(c["backbone"], len(classes), c["pretrained"], c["drop_rate"]).to(device)
-        if channels_last:
+        if run["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
         criterion = build_loss(c["loss"], c["gamma"], c["alpha"]).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"])
         step_model = torch.compile(model) if (c["compile"] and on_cuda) else model
+        inputs = Inputs(model.pretrained_cfg["mean"], model.pretrained_cfg["std"], c["augment"]["grayscale"],
+                        device)
 
         ckpt_path, start, history = out_dir / "checkpoint.pt", 0, []
         if ckpt_path.exists():
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-            if _same_run(ckpt, cfg, held_out):
+            if same_run(ckpt, cfg, held_out):
                 model.load_state_dict(ckpt["model"])
                 optimizer.load_state_dict(ckpt["optimizer"])
                 start, history = int(ckpt["epoch"]), list(ckpt["history"])[: int(ckpt["epoch"])]
-                _log(f"resuming {c['name']} fold {held_out} from {ckpt_path} after epoch {start}")
+                log(f"resuming {c['name']} fold {held_out} from {ckpt_path} after epoch {start}")
             else:
-                _log(f"ignoring {ckpt_path}: written for another config or fold")
-
-        mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
-        train_tf = build_transforms(True, mean, std, **c["augment"])
-        test_tf = build_transforms(False, mean, std, grayscale=c["augment"]["grayscale"])
-        sampler = SeededSampler(len(train), seed)
-        nw = int(c["num_workers"])
-        loader = DataLoader(
-            InMemoryDataset(train.images, train.labels, train_tf), batch_size=int(c["batch_size"]),
-            sampler=sampler, num_workers=nw, persistent_workers=nw > 0, pin_memory=on_cuda,
-            # a last batch of one sample breaks BatchNorm (1 value per channel at 1x1 in the last stage)
-            drop_last=len(train) >= int(c["batch_size"]),
-        )
-        run = dict(device=device, amp=amp, channels_last=channels_last)
+                log(f"ignoring {ckpt_path}: written for another config or fold")
 
         stop = epochs if max_epochs_this_run is None else min(epochs, start + int(max_epochs_this_run))
         for epoch in range(start, stop):  # 0-based; reported as epoch + 1
             torch.manual_seed(epoch_seed(seed, epoch))  # model RNG (dropout), independent of earlier epochs
-            sampler.set_epoch(epoch)
-            row = _train_epoch(step_model, loader, criterion, optimizer, run,
+            batches = [t.to(device) for t in epoch_batches(fold, epoch, c)]
+            row = _train_epoch(step_model, images, labels, batches, inputs, criterion, optimizer, run,
                                desc=f"{c['name']} {held_out} {epoch + 1}/{epochs}", progress=progress)
             row = {"epoch": epoch + 1, **row}
-            if len(val):
-                probs = predict(model, val.images, test_tf, run, int(c["batch_size"]))
-                m = classification_metrics([classes[i] for i in val.labels],
-                                           [classes[i] for i in probs.argmax(1)], classes)
-                row.update(val_acc=m["accuracy"], val_uf1=m["uf1"])
+            if len(fold.val):
+                row.update(val_metrics(predict(model, images[fold.val], inputs, run), data.labels[fold.val],
+                                       classes))
             history.append(row)
             write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
-            _log(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-                 + f"  [{c['name']} held out {held_out}]")
+            log_row(row, c["name"], held_out)
             done = epoch + 1
             if done < epochs and done % int(c["checkpoint_every"]) == 0:
                 with atomic_path(ckpt_path) as tmp:
-                    torch.save(_state(model, optimizer, done, cfg, held_out, history), tmp)
+                    torch.save(state(model.state_dict(), optimizer.state_dict(), done, cfg, held_out, history), tmp)
         if stop < epochs:
             return None
 
-    probs = predict(model, test.images, test_tf, run, int(c["batch_size"]))
-    pred = pd.DataFrame({
-        "subject": test.subjects, "filename": test.filenames,
-        "y_true": [classes[i] for i in test.labels], "y_pred": [classes[i] for i in probs.argmax(1)],
-        **{f"prob_{cls}": probs[:, i] for i, cls in enumerate(classes)},
-    })
-    write_tsv(pred, out_dir / "predictions.tsv")  # metrics.csv is complete: written after every epoch
-    with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save(_state(model, optimizer, epochs, cfg, held_out, history), tmp)
-    info = dict(
-        held_out=str(held_out), train_subjects=fold_subjects(train.subjects),
-        val_subjects=fold_subjects(val.subjects), n_train=len(train), n_val=len(val), n_test=len(test),
-        epochs_run=epochs, resumed_from_epoch=start, epochs_this_run=epochs - start, seed=seed,
-        device=str(device), amp_bf16=amp, channels_last=channels_last, compiled=step_model is not model,
-        deterministic=bool(c["deterministic"]), threads=torch.get_num_threads(),
-        versions=dict(python=platform.python_version(), torch=torch.__version__,
-                      torchvision=torchvision.__version__, timm=timm.__version__, numpy=np.__version__),
-        seconds=round(time.time() - t_start, 3),
-    )
-    write_json(info, out_dir / "fold.json")
+    probs = predict(model, images[fold.test], inputs, run)
+    info = dict(start=start, compiled=step_model is not model, **(extra_info or {}))
+    info = write_fold(fold, data, probs, classes, state(model.state_dict(), optimizer.state_dict(), epochs, cfg,
+                                                        held_out, history), c, run, info, time.time() - t_start)
     ckpt_path.unlink(missing_ok=True)
     return info
 
 
-def _train_epoch(model, loader, criterion, optimizer, run, desc, progress):
-    """One pass over the training set; returns mean loss, accuracy, images/s and seconds."""
+def write_fold(fold, data, probs, classes, model_state, c, run, extra, seconds):
+    """A finished fold's predictions.tsv, model.pt and, last, fold.json (metrics.csv is written per epoch)."""
+    test = fold.test
+    pred = pd.DataFrame({
+        "subject": [data.subjects[i] for i in test], "filename": [data.filenames[i] for i in test],
+        "y_true": [classes[i] for i in data.labels[test]], "y_pred": [classes[i] for i in probs.argmax(1)],
+        **{f"prob_{cls}": probs[:, i] for i, cls in enumerate(classes)},
+    })
+    write_tsv(pred, fold.out_dir / "predictions.tsv")
+    with atomic_path(fold.out_dir / "model.pt") as tmp:
+        torch.save(model_state, tmp)
+    epochs, start = int(c["epochs"]), int(extra.pop("start"))
+    info = dict(
+        held_out=fold.held_out, train_subjects=fold_subjects(data.subjects[i] for i in fold.train),
+        val_subjects=fold_subjects(data.subjects[i] for i in fold.val), n_train=len(fold.train),
+        n_val=len(fold.val), n_test=len(test), epochs_run=epochs, resumed_from_epoch=start,
+        epochs_this_run=epochs - start, seed=fold.seed, device=str(run["device"]), amp_bf16=run["amp"],
+        channels_last=run["channels_last"], deterministic=bool(c["deterministic"]),
+        threads=torch.get_num_threads(),
+        versions=dict(python=platform.python_version(), torch=torch.__version__,
+                      torchvision=torchvision.__version__, timm=timm.__version__, numpy=np.__version__),
+        seconds=round(seconds, 3), **extra,
+    )
+    write_json(info, fold.out_dir / "fold.json")
+    return info
+
+
+def _train_epoch(model, images, labels, batches, inputs, criterion, optimizer, run, desc, progress):
+    """One pass over the epoch's batches (device tensors); returns mean loss, accuracy, images/s, seconds."""
     device, amp, channels_last = run["device"], run["amp"], run["channels_last"]
+    order, flip, angle = batches
     model.train()
     # sums stay on the device: reading them every step would wait for the GPU each batch
     loss_sum, correct, n = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long), 0
     t0 = time.perf_counter()
-    bar = tqdm(loader, desc=desc, disable=not progress, leave=False, file=sys.stderr, mininterval=2.0)
-    for step, (x, y) in enumerate(bar):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    bar = tqdm(range(len(order)), desc=desc, disable=not progress, leave=False, file=sys.stderr, mininterval=2.0)
+    for step in bar:
+        idx = order[step]
+        x, y = inputs.train(images[idx], flip[step], angle[step]), labels[idx]
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -201,15 +236,17 @@ def _train_epoch(model, loader, criterion, optimizer, run, desc, progress):
 
 
 @torch.no_grad()
-def predict(model, images, transform, run, batch_size=32):
-    """Softmax class probabilities (N, C) float32 numpy for uint8 images, in eval mode."""
+def predict(model, images, inputs, run, batch_size=64):
+    """Softmax class probabilities (N, C) float32 numpy for uint8 device images (N, 3, S, S), in eval mode.
+
+    model: a module, or any callable of a batch (a fused group's fold).
+    """
     device = run["device"]
-    model.eval()
-    loader = DataLoader(InMemoryDataset(images, np.zeros(len(images), np.int64), transform),
-                        batch_size=max(batch_size, 32), shuffle=False)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
     out = []
-    for x, _ in loader:
-        x = x.to(device)
+    for i in range(0, len(images), batch_size):
+        x = inputs.test(images[i: i + batch_size])
         if run["channels_last"]:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run["amp"]):
@@ -218,11 +255,26 @@ def predict(model, images, transform, run, batch_size=32):
     return torch.cat(out).numpy()
 
 
-def _state(model, optimizer, epoch, cfg, held_out, history):
+def val_metrics(probs, labels, classes):
+    """Inner validation accuracy and UF1 of one epoch."""
+    m = classification_metrics([classes[i] for i in labels], [classes[i] for i in probs.argmax(1)], classes)
+    return dict(val_acc=m["accuracy"], val_uf1=m["uf1"])
+
+
+def log_row(row, name, held_out):
+    log(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+        + f"  [{name} held out {held_out}]")
+
+
+def state(model_state, optimizer_state, epoch, cfg, held_out, history):
     """Checkpoint content: tensors and plain Python only, so torch.load(weights_only=True) reads it."""
-    return dict(model=_cpu(model.state_dict()), optimizer=_cpu(optimizer.state_dict()), epoch=int(epoch),
-                config=json.loads(json.dumps(cfg)),  # plain dict/list/str/number, whatever mapping came in
+    return dict(model=_cpu(model_state), optimizer=_cpu(optimizer_state), epoch=int(epoch), config=plain(cfg),
                 held_out=str(held_out), history=history)
+
+
+def plain(cfg):
+    """cfg as plain dict/list/str/number, whatever mapping came in (Snakemake's config, say)."""
+    return json.loads(json.dumps(cfg))
 
 
 def _cpu(obj):
@@ -235,28 +287,35 @@ def _cpu(obj):
     return obj
 
 
-def _same_run(ckpt, cfg, held_out):
+def same_run(ckpt, cfg, held_out):
     """Was the checkpoint written by this experiment (ignoring RUNTIME_KEYS) for this fold?"""
+    return subject_key(ckpt.get("held_out", "")) == subject_key(held_out) and same_config(ckpt, cfg)
+
+
+def same_config(ckpt, cfg):
+    """Does the checkpoint's config equal cfg, ignoring RUNTIME_KEYS?"""
     def norm(d):
         return json.dumps({k: v for k, v in d.items() if k not in RUNTIME_KEYS}, sort_keys=True, default=str)
 
-    return (subject_key(ckpt.get("held_out", "")) == subject_key(held_out)
-            and norm(ckpt.get("config", {})) == norm(cfg))
+    return norm(ckpt.get("config", {})) == norm(cfg)
 
 
-def _inner_val_split(train, fraction, seed):
-    """Hold `fraction` of the training subjects (at least one, never all) out as an inner validation set."""
+def _inner_val_split(train, subjects, fraction, seed):
+    """Hold `fraction` of the training subjects (at least one, never all) out as an inner validation set.
+
+    train: sample indices; subjects: their subject ids. Returns (train, val) index arrays.
+    """
     if fraction <= 0:
-        return train, train.select(np.zeros(len(train), bool))
-    subjects = fold_subjects(train.subjects)
-    k = min(max(1, round(fraction * len(subjects))), len(subjects) - 1)
-    chosen = set(random.Random(seed).sample(subjects, k)) if k > 0 else set()
-    is_val = np.array([s in chosen for s in train.subjects])
-    return train.select(~is_val), train.select(is_val)
+        return train, train[:0]
+    distinct = fold_subjects(subjects)
+    k = min(max(1, round(fraction * len(distinct))), len(distinct) - 1)
+    chosen = set(random.Random(seed).sample(distinct, k)) if k > 0 else set()
+    is_val = np.array([s in chosen for s in subjects], dtype=bool)
+    return train[~is_val], train[is_val]
 
 
 @contextlib.contextmanager
-def _determinism(on, warn_only=False):
+def determinism(on, warn_only=False):
     """Deterministic kernels while training (restored after).
 
     On CUDA `warn_only`: adaptive_avg_pool2d's backward (ResNet's global pool) has no deterministic
@@ -280,5 +339,5 @@ def _auto(value, default):
     return default if value == "auto" else bool(value)
 
 
-def _log(msg):
+def log(msg):
     print(msg, file=sys.stderr, flush=True)

@@ -1,0 +1,90 @@
+"""Batched augmentation of uint8 crops on the device, with per-sample parameters drawn up front.
+
+One data path for one-fold and fused training: a fold's crops sit on the device as a uint8 tensor
+(N, 3, S, S); each step gathers its batch by index and augments it there (grayscale, horizontal flip,
+rotation within +-`rotate` degrees, normalisation). No DataLoader and no host copy run inside the step
+loop, so a CUDA graph can capture the whole step.
+
+Hand-rolled on torch.nn.functional (affine_grid, grid_sample) because torchvision's transforms v2
+draw one set of parameters per call, shared by a whole batch, from the global RNG; here every sample
+has its own flip and angle, drawn per epoch from its fold's seeded generator (`draw_epoch`), so a
+fold's augmentation is the same whether it trains alone or fused with other folds.
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mer.data import epoch_seed
+
+GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale
+
+
+def to_device(images, device):
+    """uint8 (N, S, S, 3) RGB numpy -> uint8 (N, 3, S, S) tensor on `device` (about 150 kB per 224 px crop)."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(device)
+
+
+def steps_per_epoch(n, batch_size):
+    """Full batches of an epoch; the last partial batch is dropped, since a batch of one sample breaks
+    BatchNorm (one value per channel at 1x1 in the last stage). A set smaller than a batch is one batch."""
+    return max(n // batch_size, 1)
+
+
+def draw_epoch(n, seed, epoch, batch_size, hflip=True, rotate=15.0):
+    """One epoch's sample order and augmentation draws for a training set of `n` samples.
+
+    Drawn on the CPU from a torch.Generator seeded from (seed, epoch), so they depend only on the fold's
+    seed and the epoch: the same on any device, for a resumed run, alone or fused.
+    Returns order (steps, b) int64 indices into the training set, flip (steps, b) bool, and
+    angle (steps, b) float32 degrees, with b = min(batch_size, n).
+    """
+    g = torch.Generator().manual_seed(epoch_seed(seed, epoch, stream=1))
+    order = torch.randperm(n, generator=g)
+    flip = torch.rand(n, generator=g, dtype=torch.float32) < 0.5
+    angle = (torch.rand(n, generator=g, dtype=torch.float32) * 2 - 1) * float(rotate)
+    flip = flip if hflip else torch.zeros_like(flip)
+    b = min(batch_size, n)
+    steps = steps_per_epoch(n, batch_size)
+    return order[: steps * b].view(steps, b), flip[: steps * b].view(steps, b), angle[: steps * b].view(steps, b)
+
+
+class Inputs:
+    """Turns uint8 (M, 3, S, S) crops on the device into the model's float32 input.
+
+    mean, std: per-channel normalisation, from the timm model's pretrained_cfg.
+    grayscale: luminance copied to all 3 channels (keeps the 3-input stem).
+    The constants are device tensors made once, so a CUDA graph can capture `train` (no host copy in it).
+    """
+
+    def __init__(self, mean, std, grayscale=True, device="cpu"):
+        self.grayscale = bool(grayscale)
+        self.gray = torch.tensor(GRAY, device=device).view(1, 3, 1, 1)
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+
+    def test(self, x):
+        """No augmentation: grayscale and normalisation only."""
+        return (self._unit(x) - self.mean) / self.std
+
+    def train(self, x, flip, angle):
+        """flip (M,) bool, angle (M,) degrees. Order as torchvision's pipeline had it: grayscale, flip,
+        rotation about the centre (bilinear, zeros outside: black corners, as RandomRotation fills),
+        then normalisation."""
+        x = self._unit(x)
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        rad = angle.to(x.dtype) * (math.pi / 180)
+        cos, sin = torch.cos(rad), torch.sin(rad)
+        zero = torch.zeros_like(cos)
+        # affine_grid maps output to input coordinates in [-1, 1]: rotating the sampling grid by -angle
+        # turns the image by +angle (counter-clockwise, as torchvision)
+        theta = torch.stack([torch.stack([cos, sin, zero], -1), torch.stack([-sin, cos, zero], -1)], 1)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return (x - self.mean) / self.std
+
+    def _unit(self, x):
+        x = x.to(torch.get_default_dtype()) / 255  # 0..1 (float32 unless a test asks for float64)
+        return (x * self.gray).sum(1, keepdim=True).expand(-1, 3, -1, -1) if self.grayscale else x

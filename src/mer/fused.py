@@ -1,0 +1,363 @@
+"""Fused fold groups: K LOSO folds of one experiment trained in one process as one horizontally fused network.
+
+The K models are built exactly as train_fold builds each (same seed, same timm module), then their
+weights and buffers are stacked along a new leading axis (torch.func.stack_module_state), and one
+forward over all K runs as vmap(functional_call(timm module)): no second copy of the architecture.
+One backward of the sum of the folds' own mean losses gives each fold its own gradient (no fold's
+gradient is scaled), and one masked Adam step (FusedAdam) advances every fold that still has a batch.
+
+What stays per fold, as when it trains alone (engine.train_fold):
+- initial weights, sample order and augmentation draws (seeded per fold and epoch, mer.augment);
+- BatchNorm batch statistics (vmap computes them per fold) and running statistics (stacked buffers);
+- Adam moments and step count; its own steps per epoch: a fold whose epoch is over sits out the
+  group's remaining steps, and its parameters, moments and buffers do not move (masked updates);
+- its own metrics.csv, inner validation, predictions.tsv, model.pt and fold.json.
+
+On CUDA the whole step (gather, augmentation, forward, loss, backward, Adam) can be captured once as a
+CUDA graph and replayed (cuda_graph), since every per-step input is a device tensor copied into place.
+"""
+
+import copy
+import math
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from mer.augment import Inputs, to_device
+from mer.data import load_samples
+from mer.engine import (
+    determinism,
+    epoch_batches,
+    log,
+    log_row,
+    plain,
+    plan_fold,
+    predict,
+    resolve,
+    run_settings,
+    same_config,
+    state,
+    val_metrics,
+    write_fold,
+)
+from mer.io import atomic_path, write_csv
+from mer.losses import build_loss
+from mer.models import build_model
+
+
+class FusedAdam:
+    """Adam (Kingma & Ba; torch.optim.Adam's arithmetic) over stacked (K, ...) parameters, with one step
+    count per fold and a per-step mask of the folds that step.
+
+    Hand-rolled because torch.optim.Adam keeps one step count per tensor, while here a tensor holds K
+    folds whose step counts differ (training sets of different sizes), and a fold sitting out a step
+    must keep its moments. Every quantity is a device tensor, so the step can be captured in a CUDA graph.
+    """
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        self.params, self.lr, (self.beta1, self.beta2) = list(params), float(lr), betas
+        self.eps, self.weight_decay = float(eps), float(weight_decay)
+        k, device = self.params[0].shape[0], self.params[0].device
+        self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
+        self.step_count = torch.zeros(k, dtype=torch.float32, device=device)  # steps taken, per fold
+
+    @torch.no_grad()
+    def step(self, grads, active):
+        """active: (K,) float, 1 for a fold that steps now and 0 for one that sits out."""
+        self.step_count += active
+        step = self.step_count.double()
+        step_size = self.lr / (1 - self.beta1 ** step)  # per fold, as torch's python-float arithmetic
+        bc2_sqrt = (1 - self.beta2 ** step).sqrt()
+        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            on = active.view(shape) > 0
+            if self.weight_decay:
+                g = g.add(p, alpha=self.weight_decay)
+            m_new = m.lerp(g, 1 - self.beta1)
+            v_new = v * self.beta2 + (1 - self.beta2) * g * g
+            denom = (v_new.sqrt() / bc2_sqrt.view(shape).to(p.dtype)).add_(self.eps)
+            p_new = p - step_size.view(shape).to(p.dtype) * (m_new / denom)
+            m.copy_(torch.where(on, m_new, m))
+            v.copy_(torch.where(on, v_new, v))
+            p.copy_(torch.where(on, p_new, p))
+
+    def fold_state_dict(self, k):
+        """Fold k's state in torch.optim.Adam's state_dict format (what train_fold's model.pt holds)."""
+        group = torch.optim.Adam([torch.zeros(1)], lr=self.lr, betas=(self.beta1, self.beta2), eps=self.eps,
+                                 weight_decay=self.weight_decay).state_dict()["param_groups"][0]
+        group["params"] = list(range(len(self.params)))
+        steps = self.step_count[k].detach().cpu().clone()
+        return dict(state={i: dict(step=steps.clone(), exp_avg=m[k].detach().cpu().clone(),
+                                   exp_avg_sq=v[k].detach().cpu().clone())
+                           for i, (m, v) in enumerate(zip(self.exp_avg, self.exp_avg_sq, strict=True))},
+                    param_groups=[group])
+
+    def tensors(self):
+        return [*self.exp_avg, *self.exp_avg_sq, self.step_count]
+
+
+class FusedModels:
+    """K timm models as one: stacked parameters (leaves with gradients) and buffers on `device`."""
+
+    def __init__(self, models, device):
+        models = [m.to(device) for m in models]
+        params, buffers = stack_module_state(models)
+        self.keys = list(models[0].state_dict())  # state_dict order, for per-fold model.pt
+        self.param_names, self.buffer_names = list(params), list(buffers)
+        self.params = [params[n] for n in self.param_names]
+        self.buffers = [buffers[n] for n in self.buffer_names]
+        self.base = copy.deepcopy(models[0]).to("meta")  # the architecture; its tensors come from the stack
+        self.k = len(models)
+
+    def _call(self, params, buffers, x):
+        return functional_call(self.base, (params, buffers), (x,))
+
+    def __call__(self, x):
+        """x (K, b, 3, S, S) -> logits (K, b, C); in train mode BatchNorm updates each fold's buffers."""
+        params = dict(zip(self.param_names, self.params, strict=True))
+        buffers = dict(zip(self.buffer_names, self.buffers, strict=True))
+        return vmap(self._call)(params, buffers, x)
+
+    def train(self, mode=True):
+        self.base.train(mode)
+
+    def fold(self, k):
+        """Fold k alone, as a callable of a batch (for prediction in eval mode)."""
+        params = {n: p[k] for n, p in zip(self.param_names, self.params, strict=True)}
+        buffers = {n: b[k] for n, b in zip(self.buffer_names, self.buffers, strict=True)}
+        return lambda x: functional_call(self.base, (params, buffers), (x,))
+
+    def fold_state_dict(self, k):
+        named = dict(zip(self.param_names, self.params, strict=True)) | dict(
+            zip(self.buffer_names, self.buffers, strict=True))
+        return {n: named[n][k].detach().cpu().clone() for n in self.keys}
+
+    def stacked(self):
+        return dict(params=dict(zip(self.param_names, [p.detach().cpu() for p in self.params], strict=True)),
+                    buffers=dict(zip(self.buffer_names, [b.cpu() for b in self.buffers], strict=True)))
+
+    @torch.no_grad()
+    def load_stacked(self, saved):
+        for n, p in zip(self.param_names, self.params, strict=True):
+            p.copy_(saved["params"][n])
+        for n, b in zip(self.buffer_names, self.buffers, strict=True):
+            b.copy_(saved["buffers"][n])
+
+
+class _Step:
+    """One fused training step over static device tensors, run eagerly or replayed as a CUDA graph."""
+
+    def __init__(self, fused, adam, criterion, inputs, images, labels, run, k, b):
+        self.fused, self.adam, self.criterion, self.inputs = fused, adam, criterion, inputs
+        self.images, self.labels, self.run = images, labels, run
+        device = run["device"]
+        # this step's inputs, copied into place before each step (static addresses for the graph)
+        self.idx = torch.zeros(k, b, dtype=torch.long, device=device)
+        self.flip = torch.zeros(k, b, dtype=torch.bool, device=device)
+        self.angle = torch.zeros(k, b, dtype=torch.float32, device=device)
+        self.active = torch.zeros(k, dtype=torch.float32, device=device)
+        # per-fold sums over the epoch: loss x samples, correct predictions, samples
+        self.loss_sum, self.correct, self.seen = (torch.zeros(k, device=device) for _ in range(3))
+        self.graph = None
+
+    def __call__(self, idx, flip, angle, active):
+        self.idx.copy_(idx)
+        self.flip.copy_(flip)
+        self.angle.copy_(angle)
+        self.active.copy_(active)
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self._step()
+
+    def _step(self):
+        k, b = self.idx.shape
+        x = self.inputs.train(self.images[self.idx.reshape(-1)], self.flip.reshape(-1), self.angle.reshape(-1))
+        x = x.view(k, b, *x.shape[1:])
+        y = self.labels[self.idx]
+        before = [t.clone() for t in self.fused.buffers]
+        device = self.run["device"]
+        # autocast's weight cache must be off under CUDA graph capture
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.run["amp"], cache_enabled=False):
+            logits = self.fused(x)
+            losses = vmap(self.criterion)(logits, y)  # (K,): each fold's own mean loss
+        grads = torch.autograd.grad((losses * self.active).sum(), self.fused.params)
+        with torch.no_grad():
+            for t, old in zip(self.fused.buffers, before, strict=True):  # a fold sitting out keeps its BN state
+                t.copy_(torch.where(self.active.view((-1,) + (1,) * (t.dim() - 1)) > 0, t, old))
+            self.adam.step(grads, self.active)
+            self.loss_sum += losses.detach().float() * self.active * b
+            self.correct += (logits.detach().argmax(-1) == y).sum(-1).float() * self.active
+            self.seen += self.active * b
+
+    def state_tensors(self):
+        return [*self.fused.params, *self.fused.buffers, *self.adam.tensors(), self.loss_sum, self.correct,
+                self.seen]
+
+    def capture(self, idx, flip, angle, active):
+        """Record the step as a CUDA graph: warm up on a side stream (then undo the warm-up's updates), capture."""
+        self.idx.copy_(idx)
+        self.flip.copy_(flip)
+        self.angle.copy_(angle)
+        self.active.copy_(active)
+        saved = [t.detach().clone() for t in self.state_tensors()]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._step()
+        with torch.no_grad():
+            for t, v in zip(self.state_tensors(), saved, strict=True):
+                t.copy_(v)
+        torch.cuda.synchronize()
+        self.graph = graph
+
+
+def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=None, progress=True,
+                max_epochs_this_run=None, checkpoint=None, extra_info=None):
+    """Train the folds of `held_outs` as one fused group; write each fold's files into its out_dirs entry.
+
+    checkpoint: the group's checkpoint file (default: beside the first fold's folder, as group.ckpt.pt).
+    max_epochs_this_run: stop after this many epochs without final outputs (tests of resume).
+    extra_info: more entries for every fold.json. Returns the folds' fold.json contents, or None.
+    """
+    t_start = time.time()
+    c = resolve(cfg)
+    held_outs, out_dirs = [str(h) for h in held_outs], [Path(d) for d in out_dirs]
+    device = torch.device(device)
+    if threads:
+        torch.set_num_threads(int(threads))
+    if float(c["drop_rate"]) > 0:
+        raise ValueError(f"{c['name']}: fused fold groups need drop_rate 0 (a fold's dropout draws under vmap "
+                         "cannot match those of the fold trained alone); set fold_group: 1")
+    classes, epochs, k = list(c["classes"]), int(c["epochs"]), len(held_outs)
+    run = run_settings(c, device)
+    run["channels_last"] = False  # vmap folds the K models into grouped convolutions of its own layout
+    use_graph = device.type == "cuda" and (c["cuda_graph"] in (True, "auto"))
+    ckpt_path = Path(checkpoint) if checkpoint else out_dirs[0].parent / f".group-{held_outs[0]}.ckpt.pt"
+
+    with determinism(bool(c["deterministic"]), warn_only=device.type == "cuda"):
+        data = load_samples(cache_paths, c["task"], c["frame"], classes, resize=c["size"])
+        folds = [plan_fold(data, h, c, d) for h, d in zip(held_outs, out_dirs, strict=True)]
+        b = int(c["batch_size"])
+        small = [f.held_out for f in folds if len(f.train) < b]
+        if small and k > 1:
+            raise ValueError(f"{c['name']}: folds {small} have fewer training samples than batch_size {b}; "
+                             "train them with fold_group: 1")
+        images, labels = to_device(data.images, device), torch.from_numpy(data.labels).to(device)
+        models = []
+        for f in folds:
+            torch.manual_seed(f.seed)  # weight init, as train_fold
+            models.append(build_model(c["backbone"], len(classes), c["pretrained"], c["drop_rate"]))
+        mean, std = models[0].pretrained_cfg["mean"], models[0].pretrained_cfg["std"]
+        fused = FusedModels(models, device)
+        del models
+        adam = FusedAdam(fused.params, lr=c["lr"], weight_decay=c["weight_decay"])
+        criterion = build_loss(c["loss"], c["gamma"], c["alpha"]).to(device)
+        inputs = Inputs(mean, std, c["augment"]["grayscale"], device)
+        step = _Step(fused, adam, criterion, inputs, images, labels, run, k, b)
+
+        start, histories = 0, [[] for _ in folds]
+        if ckpt_path.exists():
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+            if list(ckpt.get("held_outs", [])) == held_outs and same_config(ckpt, cfg):
+                fused.load_stacked(ckpt["fused"])
+                with torch.no_grad():
+                    for t, v in zip(adam.tensors(), ckpt["adam"], strict=True):
+                        t.copy_(v)
+                start = int(ckpt["epoch"])
+                histories = [list(h)[:start] for h in ckpt["histories"]]
+                log(f"resuming {c['name']} group {held_outs} from {ckpt_path} after epoch {start}")
+            else:
+                log(f"ignoring {ckpt_path}: written for another config or group")
+
+        stop = epochs if max_epochs_this_run is None else min(epochs, start + int(max_epochs_this_run))
+        for epoch in range(start, stop):
+            fused.train()
+            idx, flip, angle, active = _group_batches(folds, epoch, c, device)
+            for t in (step.loss_sum, step.correct, step.seen):
+                t.zero_()
+            if use_graph and step.graph is None:
+                step.capture(idx[0], flip[0], angle[0], active[0])
+            t0 = time.perf_counter()
+            for s in range(len(idx)):
+                step(idx[s], flip[s], angle[s], active[s])
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds = time.perf_counter() - t0
+            loss, correct, seen = (t.cpu().numpy() for t in (step.loss_sum, step.correct, step.seen))
+            fused.train(False)
+            for j, f in enumerate(folds):
+                row = dict(epoch=epoch + 1, loss=float(loss[j] / seen[j]), train_acc=float(correct[j] / seen[j]),
+                           images_per_s=float(seen[j] / seconds), seconds=seconds)
+                if len(f.val):
+                    row.update(val_metrics(predict(fused.fold(j), images[f.val], inputs, run),
+                                           data.labels[f.val], classes))
+                histories[j].append(row)
+                write_csv(pd.DataFrame(histories[j]), f.out_dir / "metrics.csv")
+                log_row(row, c["name"], f.held_out)
+            done = epoch + 1
+            if done < epochs and done % int(c["checkpoint_every"]) == 0:
+                ckpt = dict(fused=fused.stacked(), adam=[t.detach().cpu() for t in adam.tensors()], epoch=done,
+                            config=plain(cfg), held_outs=held_outs,
+                            histories=histories)
+                with atomic_path(ckpt_path) as tmp:
+                    torch.save(ckpt, tmp)
+        if stop < epochs:
+            return None
+
+    fused.train(False)
+    infos = []
+    extra = dict(extra_info or {})
+    extra.setdefault("fold_group", {})
+    extra["fold_group"] = {**extra["fold_group"], "members": held_outs, "fused": k, "cuda_graph": use_graph}
+    for j, f in enumerate(folds):
+        probs = predict(fused.fold(j), images[f.test], inputs, run)
+        model_state = state(fused.fold_state_dict(j), adam.fold_state_dict(j), epochs, cfg, f.held_out,
+                            histories[j])
+        infos.append(write_fold(f, data, probs, classes, model_state, c, run,
+                                dict(start=start, compiled=False, **extra), time.time() - t_start))
+    ckpt_path.unlink(missing_ok=True)
+    return infos
+
+
+def _group_batches(folds, epoch, c, device):
+    """The group's steps of one epoch: idx (S, K, b), flip, angle, active (S, K) on `device`.
+
+    S is the longest fold's step count; a fold with fewer steps repeats its first batch, masked out.
+    """
+    per_fold = [epoch_batches(f, epoch, c) for f in folds]
+    steps = max(len(o) for o, _, _ in per_fold)
+    padded = []
+    for order, flip, angle in per_fold:
+        n = len(order)
+        pad = [0] * (steps - n)
+        padded.append((torch.cat([order, order[pad]]), torch.cat([flip, flip[pad]]),
+                       torch.cat([angle, angle[pad]]), torch.arange(steps) < n))
+    idx, flip, angle, active = (torch.stack([p[i] for p in padded], 1) for i in range(4))
+    return idx.to(device), flip.to(device), angle.to(device), active.float().to(device)
+
+
+def fused_bytes_per_fold(n_params):
+    """Weights, gradients and Adam's two moments in fp32: 16 bytes per parameter."""
+    return 16 * int(n_params)
+
+
+def auto_group_size(n_folds, free_bytes, per_fold_bytes, headroom=0.8):
+    """How many folds fit at once in `headroom` of the free memory (at least 1, at most n_folds)."""
+    return int(max(1, min(n_folds, math.floor(headroom * free_bytes / max(per_fold_bytes, 1)))))
+
+
+def chunks(items, size):
+    """Consecutive groups of `size` (the last may be smaller)."""
+    items = list(items)
+    return [items[i: i + size] for i in range(0, len(items), max(1, int(size)))]
+
