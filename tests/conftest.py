@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import yaml
@@ -12,6 +13,7 @@ SHARED_SHEET = ROOT.parent / "shared" / "data" / "casme2" / "CASME2-coding-20140
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
 TASKS = SCHEMA["properties"]["tasks"]["default"]
 EMOTIONS = SCHEMA["properties"]["emotions"]["default"]
+CACHE_CLASSES = ["happiness", "surprise", "others"]  # classes of write_crop_cache
 
 
 def run_snakemake(workdir, *args, check=True, configfile="config.yaml", repo=ROOT, env=None):
@@ -30,7 +32,7 @@ def tiny_config(workdir, **overrides):
         "demo": {"enabled": True, "subjects": 3, "clips_per_subject": 5, "seed": 1},
         "crop": {"size": 64},
         "train": {"size": 64, "epochs": 2, "batch_size": 4, "lr": 1e-3, "deterministic": True},
-        "experiments": [{"name": "tiny"}, {"name": "tiny_b", "lr": 5e-4}],
+        "experiments": [{"name": "tiny"}, {"name": "tiny_b", "lr": 5e-4, "fold_group": "all"}],
     }
     cfg.update(overrides)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -89,3 +91,26 @@ def fake_frames(root, subject, filename, onset, offset, shape=(48, 64)):
 def copy_tree(src, dst):
     shutil.copytree(src, dst)
     return dst
+
+
+def write_crop_cache(folder, subjects=("01", "02", "03"), n=6, size=32):
+    """Synthetic crop cache: the apex image's brightness gives the class (an easy task).
+
+    n: clips per subject, or a dict subject -> clips (training sets of different sizes)."""
+    paths, rng = [], np.random.default_rng(0)
+    for s in subjects:
+        count = n[s] if isinstance(n, dict) else n
+        path = folder / f"sub{s}.h5"
+        with h5py.File(path, "w") as h5:
+            h5.attrs.update(subject=s, size=size)
+            for i in range(count):
+                emotion, name = CACHE_CLASSES[i % 3], f"EP{i:02d}_{s}f"
+                g = h5.create_group(name)
+                g.attrs.update(subject=s, filename=name, emotion=emotion, label_5class=emotion,
+                               onset=0, offset=10)
+                img = np.clip(40 + 80 * (i % 3) + rng.normal(0, 8, (size, size, 3)), 0, 255).astype(np.uint8)
+                for j, kind in enumerate(("onset", "apex", "annotated", "mid")):
+                    g.create_dataset(kind, data=img)
+                    g.attrs[f"frame_{kind}"], g.attrs[f"sha1_{kind}"] = j, "0" * 40
+        paths.append(path)
+    return paths

@@ -78,9 +78,9 @@ class Inputs:
         rad = angle.to(x.dtype) * (math.pi / 180)
         cos, sin = torch.cos(rad), torch.sin(rad)
         zero = torch.zeros_like(cos)
-        # affine_grid maps output to input coordinates in [-1, 1]: rotating the sampling grid by -angle
-        # turns the image by +angle (counter-clockwise, as torchvision)
-        theta = torch.stack([torch.stack([cos, sin, zero], -1), torch.stack([-sin, cos, zero], -1)], 1)
+        # affine_grid maps each output pixel's (x, y) in [-1, 1], y pointing down, to where it samples the
+        # input; this matrix turns the image by +angle counter-clockwise on screen, as torchvision's rotate
+        theta = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return (x - self.mean) / self.std

@@ -346,9 +346,30 @@ def _group_batches(folds, epoch, c, device):
     return idx.to(device), flip.to(device), angle.to(device), active.float().to(device)
 
 
-def fused_bytes_per_fold(n_params):
-    """Weights, gradients and Adam's two moments in fp32: 16 bytes per parameter."""
-    return 16 * int(n_params)
+def probe_fold_bytes(cfg, device):
+    """GPU memory one fused fold takes, in bytes: the peak of one training step of a group of one at the
+    experiment's model, batch and size (weights, gradients, Adam's moments, activations), plus 10%."""
+    c = resolve(cfg)
+    b, size = int(c["batch_size"]), int(c["size"])
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    model = build_model(c["backbone"], len(c["classes"]), "none", 0.0)
+    fused = FusedModels([model], device)
+    adam = FusedAdam(fused.params, lr=c["lr"])
+    inputs = Inputs(model.pretrained_cfg["mean"], model.pretrained_cfg["std"], True, device)
+    images = torch.zeros(b, 3, size, size, dtype=torch.uint8, device=device)
+    labels = torch.zeros(b, dtype=torch.long, device=device)
+    step = _Step(fused, adam, build_loss(c["loss"], c["gamma"], c["alpha"]).to(device), inputs, images, labels,
+                 run_settings(c, device), 1, b)
+    fused.train()
+    step(torch.arange(b, device=device)[None], torch.zeros(1, b, dtype=torch.bool, device=device),
+         torch.zeros(1, b, device=device), torch.ones(1, device=device))
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - base
+    del step, fused, adam, model, images
+    torch.cuda.empty_cache()
+    return int(1.1 * peak)
 
 
 def auto_group_size(n_folds, free_bytes, per_fold_bytes, headroom=0.8):

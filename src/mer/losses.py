@@ -28,7 +28,8 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits, target):
         # at least float32 under bf16 autocast: (1 - p)^gamma and log p lose too much in bf16
-        logp = F.log_softmax(logits if logits.dtype == torch.float64 else logits.float(), dim=1).gather(1, target[:, None]).squeeze(1)  # log p_y
+        logits = logits if logits.dtype == torch.float64 else logits.float()
+        logp = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)  # log p_y
         loss = -((1.0 - logp.exp()) ** self.gamma) * logp
         if self.alpha is not None:
             if self.alpha.numel() != logits.shape[1]:

@@ -1,9 +1,11 @@
 # Config validation, paths and input functions shared by every stage.
+import re
 from pathlib import Path
 
 import pandas as pd
 from snakemake.utils import min_version, validate
 
+from mer.groups import group_of
 from mer.sheet import task_subjects
 
 min_version("9.0")
@@ -153,6 +155,31 @@ EXPERIMENTS = make_experiments(
 def fold_subjects(experiment):
     """Subjects with samples for the experiment's task: one fold each (none for the others)."""
     return task_subjects(samples(), EXPERIMENTS[experiment]["task"])
+
+
+def experiments_re(fused):
+    """Wildcard regex matching the experiments trained in fused groups (fused=True) or alone."""
+    names = [
+        n for n, e in EXPERIMENTS.items() if (str(e["fold_group"]) != "1") == fused
+    ]
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"  # (?!) matches nothing
+
+
+def group_members(wildcards):
+    """The held-out subjects trained together with wildcards.subject (train.fold_group)."""
+    return group_of(
+        fold_subjects(wildcards.experiment),
+        EXPERIMENTS[wildcards.experiment]["fold_group"],
+        wildcards.subject,
+    )
+
+
+def group_first_fold(wildcards):
+    """A group's later folds run after its first, which trains the group: its fold.json."""
+    first = group_members(wildcards)[0]
+    if first == wildcards.subject:
+        return []
+    return f"{RES}/{wildcards.experiment}/folds/{first}/fold.json"
 
 
 def fold_outputs(name):

@@ -1,7 +1,7 @@
 rule train_fold:
     input:
         crops=per_subject(f"{RES}/crops/sub{{subject}}.h5"),
-        code=code("engine", "data", "models", "losses", "metrics"),
+        code=code("engine", "augment", "data", "models", "losses", "metrics"),
     output:
         model=f"{RES}/{{experiment}}/folds/{{subject}}/model.pt",
         metrics=f"{RES}/{{experiment}}/folds/{{subject}}/metrics.csv",
@@ -9,6 +9,8 @@ rule train_fold:
         info=f"{RES}/{{experiment}}/folds/{{subject}}/fold.json",
     log:
         f"{RES}/logs/train_fold/{{experiment}}/{{subject}}.log",
+    wildcard_constraints:
+        experiment=experiments_re(fused=False),
     conda:
         "../envs/train.yaml"
     threads: 2
@@ -20,6 +22,40 @@ rule train_fold:
         lock_dir=f"{RES}/.gpu_slots",
     script:
         "../scripts/train_fold.py"
+
+
+# Experiments with train.fold_group other than 1: one job per fold, as train_fold, but the group's
+# first job trains all its folds fused in one process and keeps them in the group's store; the others
+# wait for it (they take its fold.json as input) and hard-link their files from the store (mer.groups).
+rule train_fold_group:
+    input:
+        crops=per_subject(f"{RES}/crops/sub{{subject}}.h5"),
+        code=code(
+            "engine", "augment", "data", "models", "losses", "metrics", "fused", "groups"
+        ),
+        first=group_first_fold,
+    output:
+        model=f"{RES}/{{experiment}}/folds/{{subject}}/model.pt",
+        metrics=f"{RES}/{{experiment}}/folds/{{subject}}/metrics.csv",
+        predictions=f"{RES}/{{experiment}}/folds/{{subject}}/predictions.tsv",
+        info=f"{RES}/{{experiment}}/folds/{{subject}}/fold.json",
+    log:
+        f"{RES}/logs/train_fold_group/{{experiment}}/{{subject}}.log",
+    wildcard_constraints:
+        experiment=experiments_re(fused=True),
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        experiment=lambda wc: EXPERIMENTS[wc.experiment],
+        members=group_members,
+        store=lambda wc: f"{RES}/{wc.experiment}/groups/{group_members(wc)[0]}",
+        slots=gpu_slots(),
+        lock_dir=f"{RES}/.gpu_slots",
+    script:
+        "../scripts/train_fold_group.py"
 
 
 rule aggregate_loso:

@@ -1,0 +1,166 @@
+"""Fused fold groups in the workflow: which folds train together, the group's store, placing a fold's files.
+
+Snakemake runs one `train_fold_group` job per fold, writing the same four files as `train_fold`. The first
+job of a group trains every fold of the group in one process (mer.fused) and keeps their files in the
+group's store, RESULTS/EXPERIMENT/groups/FIRST_SUBJECT/, under a key of its inputs (config, members,
+crop caches, code); every job then places its own fold's files from the store by hard link (no copy).
+The group's other jobs run after the first (they depend on its fold.json) and find the store ready, so
+deleting one fold's output reruns that job alone, which re-places the stored files without training;
+deleting the store as well retrains the group.
+
+fold_group: 1 (train_fold, each fold alone), K >= 2 (groups of K consecutive folds), 'all' (one group),
+or 'auto': one group per experiment in the DAG, trained at run time in fused chunks sized to the free
+GPU memory (halved on an out-of-memory error), or on the CPU one fold after another in the group's
+process, which measured faster there than fusing (README, "What to expect").
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from mer.io import atomic_path, write_json
+
+FOLD_FILES = ("model.pt", "metrics.csv", "predictions.tsv", "fold.json")  # fold.json last: marks a fold done
+
+
+def partition(subjects, fold_group):
+    """The fold groups of an experiment: lists of consecutive held-out subjects (in fold order)."""
+    subjects = list(subjects)
+    if fold_group in ("all", "auto"):
+        return [subjects] if subjects else []
+    k = int(fold_group)
+    if k < 1:
+        raise ValueError(f"fold_group must be >= 1, 'all' or 'auto', not {fold_group!r}")
+    return [subjects[i: i + k] for i in range(0, len(subjects), k)]
+
+
+def group_of(subjects, fold_group, subject):
+    """The group holding `subject`."""
+    for g in partition(subjects, fold_group):
+        if str(subject) in g:
+            return g
+    raise ValueError(f"subject {subject!r} has no fold among {list(subjects)}")
+
+
+def input_key(cfg, members, paths):
+    """SHA-256 of what a group's result depends on: the experiment config, its members, and the content
+    of every input file (crop caches and library code)."""
+    h = hashlib.sha256(json.dumps({"config": cfg, "members": list(members)}, sort_keys=True,
+                                  default=str).encode())
+    for p in sorted(str(p) for p in paths):
+        h.update(Path(p).name.encode())
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def run_member(cache_paths, subject, members, cfg, store, out_dir, key, device="cpu", threads=None):
+    """Place `subject`'s fold files in out_dir from the group's store, training the group first if the
+    store holds no complete result for `key`. Returns 'placed' or 'trained'."""
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    with _locked(store / ".lock"):
+        done = _complete(store, key)
+        if not done:
+            train_group(cache_paths, members, cfg, store, key, device=device, threads=threads)
+        place_fold(store / str(subject), out_dir)
+    return "placed" if done else "trained"
+
+
+def train_group(cache_paths, members, cfg, store, key, device="cpu", threads=None, progress=True):
+    """Train the group's folds into store/SUBJECT/, resuming a killed run of the same key."""
+    import torch
+
+    from mer.engine import log, train_fold
+    from mer.fused import chunks, train_fused
+
+    store, members = Path(store), [str(m) for m in members]
+    meta_path = store / "group.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if meta.get("key") != key:  # another config or other inputs: nothing in the store is of use
+        for p in store.iterdir():
+            if p.name != ".lock":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+        meta = {}
+    setting = cfg.get("fold_group", 1)
+    size = meta.get("size") or group_size(setting, len(members), cfg, torch.device(device))
+    while True:
+        write_json(dict(key=key, members=members, setting=setting, size=size, complete=False), meta_path)
+        record = dict(fold_group=dict(setting=setting, group=members, store=str(store), size=size,
+                                      mode="fused" if size > 1 else "sequential"))
+        try:
+            for chunk in chunks(members, size):
+                if all((store / m / "fold.json").exists() for m in chunk):
+                    continue
+                if size == 1:
+                    train_fold(cache_paths, chunk[0], cfg, store / chunk[0], device=device, threads=threads,
+                               progress=progress, extra_info=record)
+                else:
+                    train_fused(cache_paths, chunk, cfg, [store / m for m in chunk], device=device,
+                                threads=threads, progress=progress, checkpoint=store / "checkpoint.pt",
+                                extra_info=record)
+            break
+        except torch.cuda.OutOfMemoryError:
+            if setting != "auto" or size == 1:
+                raise
+            log(f"out of GPU memory with {size} fused folds; retrying with {size // 2}")
+            size //= 2
+            (store / "checkpoint.pt").unlink(missing_ok=True)
+            torch.cuda.empty_cache()
+    write_json(dict(key=key, members=members, setting=setting, size=size, complete=True), meta_path)
+
+
+def group_size(setting, n_members, cfg, device):
+    """Folds fused at once: all members for an integer or 'all'; for 'auto', what fits in the free GPU
+    memory on CUDA, and 1 (one fold after another, faster there) on the CPU."""
+    if setting != "auto":
+        return n_members
+    if device.type != "cuda" or float(cfg.get("drop_rate", 0)) > 0:
+        return 1
+    import torch
+
+    from mer.fused import auto_group_size, probe_fold_bytes
+
+    free, _ = torch.cuda.mem_get_info(device)
+    return auto_group_size(n_members, free, probe_fold_bytes(cfg, device))
+
+
+def place_fold(src_dir, out_dir):
+    """Put a stored fold's files into out_dir by hard link (a copy across filesystems); fold.json last."""
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    missing = [f for f in FOLD_FILES if not (src_dir / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{src_dir} lacks {missing}: the group's stored result is incomplete")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in FOLD_FILES:
+        with atomic_path(out_dir / name) as tmp:
+            os.unlink(tmp)
+            try:
+                os.link(src_dir / name, tmp)
+            except OSError:  # another filesystem, or links not allowed
+                shutil.copy2(src_dir / name, tmp)
+
+
+def _complete(store, key):
+    meta = store / "group.json"
+    if not meta.exists():
+        return False
+    m = json.loads(meta.read_text())
+    return m.get("key") == key and m.get("complete") is True and all(
+        (store / s / f).exists() for s in m["members"] for f in FOLD_FILES)
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """An exclusive flock while the block runs (two jobs of one group never train it twice at once)."""
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,0 +1,13 @@
+from mer.gpu import acquire_slot, device_for_slot, slot_dir
+from mer.groups import input_key, run_member
+from mer.io import log_to
+
+log_to(snakemake.log[0])
+p, out_dir = snakemake.params, snakemake.output.model.rsplit("/", 1)[0]
+key = input_key(p.experiment, p.members, [*snakemake.input.crops, *snakemake.input.code])
+with acquire_slot(slot_dir(p.lock_dir), p.slots) as slot:
+    device = device_for_slot(slot)
+    print(f"GPU slot {slot} of {p.slots} -> device {device}; fold group {p.members}, store {p.store}")
+    how = run_member(snakemake.input.crops, snakemake.wildcards.subject, p.members, p.experiment, p.store,
+                     out_dir, key, device=device, threads=snakemake.threads)
+    print(f"fold {snakemake.wildcards.subject}: {how} (from {p.store})")
