@@ -125,7 +125,8 @@ def test_casme2_config_declares_the_papers_experiments(tmp_path, tiny_demo):
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     run_snakemake(work, "--cores", "2", "results/samples.tsv")  # resolve the checkpoint, then plan the rest
     counts = job_counts(run_snakemake(work, "-n", "--cores", "2"))
-    assert counts["aggregate_loso"] == 7 and counts["train_fold"] == 7 * 3  # 7 experiments x 3 subjects
+    # 7 experiments x 3 subjects, in fused groups (fold_group: auto), one job per fold
+    assert counts["aggregate_loso"] == 7 and counts["train_fold_group"] == 7 * 3 and "train_fold" not in counts
     assert counts["detect_landmarks"] == counts["crop_faces"] == 3
 
 
@@ -148,7 +149,8 @@ def test_changed_apex_eps_reruns_apex_onwards_but_not_landmarks(tiny_run):
     name = variant(tiny_run, "eps.yaml", lambda c: c.update(apex={"eps": 1}))
     counts = job_counts(run_snakemake(tiny_run.parent, "-n", "--cores", "2", configfile=name))
     assert "detect_landmarks" not in counts and "make_demo" not in counts
-    assert counts["spot_apex"] == counts["crop_faces"] == 3 and counts["train_fold"] == 6
+    assert counts["spot_apex"] == counts["crop_faces"] == 3
+    assert counts["train_fold"] == counts["train_fold_group"] == 3  # tiny alone, tiny_b fused
     assert counts["aggregate_loso"] == 2 and counts["report_preprocessing"] == 1
 
 
@@ -159,6 +161,38 @@ def test_deleted_fold_output_reruns_that_fold_alone(tiny_run):
     run_snakemake(tiny_run.parent, "--cores", "2")
     assert (tiny_run / "tiny" / "folds" / "02" / "predictions.tsv").exists()
     assert "Nothing to be done" in "".join(run_snakemake(tiny_run.parent, "-n", "--cores", "2").stdout)
+
+
+def test_fused_experiment_writes_what_one_fold_mode_writes(tiny_run):
+    files = {e: sorted(str(p.relative_to(tiny_run / e)) for p in (tiny_run / e).rglob("*") if p.is_file()
+                       and "groups" not in p.parts) for e in ("tiny", "tiny_b")}
+    assert files["tiny"] == files["tiny_b"] and "folds/03/model.pt" in files["tiny"]
+    for s in ("01", "02", "03"):
+        info = json.loads((tiny_run / "tiny_b" / "folds" / s / "fold.json").read_text())
+        assert info["held_out"] == s and info["fold_group"]["group"] == ["01", "02", "03"]
+        assert info["fold_group"]["setting"] == "all" and info["fold_group"]["mode"] == "fused"
+        assert "fold_group" not in json.loads((tiny_run / "tiny" / "folds" / s / "fold.json").read_text())
+    logs = tiny_run / "logs" / "train_fold_group" / "tiny_b"
+    assert "fold 01: trained" in (logs / "01.log").read_text()  # the first fold's job trains the group
+    assert "fold 03: placed" in (logs / "03.log").read_text()
+    assert "| SE-ResNeXt-50 | tiny_b |" in (tiny_run / "summary.md").read_text()
+
+
+def test_deleted_fused_fold_output_reruns_that_fold_alone_without_training(tiny_run):
+    fold = tiny_run / "tiny_b" / "folds" / "02"
+    before = pd.read_csv(fold / "predictions.tsv", sep="\t")
+    (fold / "model.pt").unlink()
+    counts = job_counts(run_snakemake(tiny_run.parent, "-n", "--cores", "2"))
+    assert counts == {"train_fold_group": 1, "aggregate_loso": 1, "summarize_experiments": 1, "all": 1}
+    run_snakemake(tiny_run.parent, "--cores", "2")
+    assert "fold 02: placed" in (tiny_run / "logs" / "train_fold_group" / "tiny_b" / "02.log").read_text()
+    pd.testing.assert_frame_equal(before, pd.read_csv(fold / "predictions.tsv", sep="\t"))
+    # the group's first fold: its job and, after it, the others' (they take its fold.json) re-place theirs
+    (tiny_run / "tiny_b" / "folds" / "01" / "metrics.csv").unlink()
+    counts = job_counts(run_snakemake(tiny_run.parent, "-n", "--cores", "2"))
+    assert counts == {"train_fold_group": 3, "aggregate_loso": 1, "summarize_experiments": 1, "all": 1}
+    run_snakemake(tiny_run.parent, "--cores", "2")
+    assert "Nothing to be done" in run_snakemake(tiny_run.parent, "-n", "--cores", "2").stdout
 
 
 def planned_jobs(proc):

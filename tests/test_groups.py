@@ -1,0 +1,94 @@
+"""Fold groups in the workflow (mer.groups): partition, the group's store, placing a fold's files."""
+
+import json
+import os
+
+import pytest
+import torch
+from conftest import write_crop_cache
+from test_engine import config
+
+import mer.fused
+from mer.engine import train_fold
+from mer.groups import group_of, input_key, partition, run_member
+
+HELD = ["01", "02", "03"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return write_crop_cache(tmp_path_factory.mktemp("crops"), n=4)
+
+
+def test_partition():
+    subjects = ["01", "02", "03", "04", "05"]
+    assert partition(subjects, 1) == [["01"], ["02"], ["03"], ["04"], ["05"]]
+    assert partition(subjects, 2) == [["01", "02"], ["03", "04"], ["05"]]
+    assert partition(subjects, "all") == partition(subjects, "auto") == [subjects]
+    assert group_of(subjects, 2, "04") == ["03", "04"]
+    with pytest.raises(ValueError, match="fold_group"):
+        partition(subjects, 0)
+    with pytest.raises(ValueError, match="'09'"):
+        group_of(subjects, 2, "09")
+
+
+def test_key_follows_inputs(tmp_path, cache):
+    cfg = config(fold_group="all")
+    key = input_key(cfg, HELD, cache)
+    assert key == input_key(cfg, HELD, cache)
+    assert key != input_key({**cfg, "lr": 5e-4}, HELD, cache) != input_key(cfg, HELD[:2], cache)
+    changed = write_crop_cache(tmp_path, n=5)
+    assert key != input_key(cfg, HELD, changed)
+
+
+def test_first_fold_trains_the_group_and_the_others_are_placed(tmp_path, cache):
+    cfg, store = config(fold_group="all", epochs=2), tmp_path / "groups" / "01"
+    key = input_key(cfg, HELD, cache)
+    out = {h: tmp_path / "folds" / h for h in HELD}
+    assert run_member(cache, "01", HELD, cfg, store, out["01"], key) == "trained"
+    assert run_member(cache, "02", HELD, cfg, store, out["02"], key) == "placed"
+    assert run_member(cache, "03", HELD, cfg, store, out["03"], key) == "placed"
+    for h in HELD:
+        assert sorted(p.name for p in out[h].iterdir()) == ["fold.json", "metrics.csv", "model.pt", "predictions.tsv"]
+        assert os.path.samefile(out[h] / "model.pt", store / h / "model.pt")  # a hard link, not a copy
+        record = json.loads((out[h] / "fold.json").read_text())["fold_group"]
+        assert record["group"] == HELD and record["mode"] == "fused" and record["size"] == 3
+    # a deleted fold output comes back from the store without training
+    (out["02"] / "model.pt").unlink()
+    assert run_member(cache, "02", HELD, cfg, store, out["02"], key) == "placed"
+    assert (out["02"] / "model.pt").exists()
+    # another config: the store is out of date, the group trains again
+    cfg2 = {**cfg, "lr": 5e-4}
+    assert run_member(cache, "02", HELD, cfg2, store, out["02"], input_key(cfg2, HELD, cache)) == "trained"
+
+
+def test_auto_on_cpu_trains_one_fold_after_another(tmp_path, cache):
+    cfg = config(fold_group="auto", epochs=2)
+    key = input_key(cfg, HELD, cache)
+    run_member(cache, "02", HELD, cfg, tmp_path / "store", tmp_path / "fold02", key)
+    record = json.loads((tmp_path / "fold02" / "fold.json").read_text())["fold_group"]
+    assert record["setting"] == "auto" and record["size"] == 1 and record["mode"] == "sequential"
+    train_fold(cache, "02", cfg, tmp_path / "alone", threads=2, progress=False)
+    a = torch.load(tmp_path / "alone" / "model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "fold02" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the one-fold code path, bit for bit
+
+
+def test_auto_halves_the_group_on_out_of_memory(tmp_path, cache, monkeypatch):
+    tried = []
+    real = mer.fused.train_fused
+
+    def short_of_memory(cache_paths, held_outs, *args, **kwargs):
+        tried.append(len(held_outs))
+        if len(held_outs) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(cache_paths, held_outs, *args, **kwargs)
+
+    monkeypatch.setattr(mer.fused, "train_fused", short_of_memory)
+    monkeypatch.setattr("mer.groups.group_size", lambda *a: 3)  # as if 3 folds fitted the free memory
+    cfg = config(fold_group="auto", epochs=1)
+    run_member(cache, "03", HELD, cfg, tmp_path / "store", tmp_path / "fold03", input_key(cfg, HELD, cache))
+    assert tried[0] == 3 and set(tried[1:]) <= {1, 2}
+    meta = json.loads((tmp_path / "store" / "group.json").read_text())
+    assert meta["size"] == 1 and meta["complete"] is True
+    assert json.loads((tmp_path / "fold03" / "fold.json").read_text())["fold_group"]["size"] == 1
