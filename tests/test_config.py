@@ -26,3 +26,14 @@ def test_shipped_configs_validate(name):
 def test_unknown_nested_key_is_rejected_with_its_name():
     with pytest.raises(jsonschema.ValidationError, match="'epcohs' was unexpected"):
         jsonschema.validate({"train": {"epcohs": 3}}, SCHEMA)
+
+
+@pytest.mark.parametrize("value, ok", [(1, True), (4, True), ("all", True), ("auto", True), (0, False),
+                                       ("some", False), (2.5, False)])
+def test_fold_group_values(value, ok):
+    cfg = {"train": {"fold_group": value}, "experiments": [{"name": "x", "fold_group": value}]}
+    if ok:
+        jsonschema.validate(cfg, SCHEMA)
+    else:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(cfg, SCHEMA)

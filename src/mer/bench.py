@@ -1,54 +1,43 @@
 import time
 
 
-def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False):
-    """Time training steps of `backbone` (5 classes, Adam, focal loss) on random images; print a table.
+def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, folds=None):
+    """Time training steps of `backbone` (5 classes, Adam, focal loss, on-device augmentation) on random
+    images, in each training mode; print a table of images/s and the projected protocol time.
 
-    For each input size (px) x batch size: 3 warm-up steps, then `steps` timed ones. On CUDA the steps
-    run in bf16 autocast with channels_last, as engine.train_fold does (and also compiled, with
-    compile=True); on CPU in fp32. The projection is the paper's protocol at the measured speed:
-    26 LOSO folds x 100 epochs x 240 training images. Prints figures only.
+    Modes: one fold eager (engine.train_fold's step; also torch.compile'd with compile=True on CUDA),
+    `folds` folds fused eager (mer.fused), and fused replayed as a CUDA graph (CUDA only). On CUDA the
+    steps run in bf16 autocast (and channels_last for one fold), as training does; on CPU in fp32.
+    For each input size (px) x batch size (per fold): 3 warm-up steps, then `steps` timed ones.
+    Projection: the paper's protocol at the measured speed, 26 LOSO folds x 100 epochs on CASME II's 249
+    samples, each sample in the training sets of the 25 folds that do not hold it out: 100 x 25 x 249
+    images in all. Prints figures only.
     """
     # imported here so that the rest of this module does not load torch
     import torch
 
-    from mer.losses import FocalLoss
     from mer.models import build_model, count_params
 
-    folds, epochs, images_per_epoch = 26, 100, 240  # CASME II 5-class LOSO as in the paper
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     on_cuda = device.type == "cuda"
-    modes = [False, True] if (compile and on_cuda) else [False]
+    folds = int(folds or (26 if on_cuda else 6))
+    protocol_images = 100 * 25 * 249  # 100 epochs x (26 - 1) training sets per sample x 249 samples
+    modes = [("one fold", 1, False, False)]
+    if compile and on_cuda:
+        modes.append(("one fold compiled", 1, False, True))
+    modes.append((f"fused x{folds}", folds, False, False))
+    if on_cuda:
+        modes.append((f"fused x{folds} graph", folds, True, False))
     name = torch.cuda.get_device_name(device) if on_cuda else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"bench-train {backbone} on {device} [{name}], {'bf16 + channels_last' if on_cuda else 'fp32'}, "
+    print(f"bench-train {backbone} on {device} [{name}], {'bf16' if on_cuda else 'fp32'}, "
           f"{steps} timed steps after 3 warm-up")
-    print(f"projection: {folds} folds x {epochs} epochs x {images_per_epoch} images")
-    print(f"{'device':<8} {'size':>5} {'batch':>5} {'compiled':>8} {'images/s':>9} {'ms/step':>9} "
-          f"{'protocol':>10}")
+    print(f"projection: 26 folds x 100 epochs x 249 samples, each in 25 training sets: {protocol_images:,} images")
+    print(f"{'device':<8} {'size':>5} {'batch':>5} {'mode':<18} {'images/s':>9} {'ms/step':>9} {'protocol':>10}")
     for size in sizes:
         for batch in batches:
-            for compiled in modes:
-                torch.manual_seed(0)
-                model = build_model(backbone, 5).to(device)
-                if on_cuda:
-                    model = model.to(memory_format=torch.channels_last)
-                step_model = torch.compile(model) if compiled else model
-                optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-                criterion = FocalLoss(gamma=2.0)
-                x = torch.randn(batch, 3, size, size, device=device)
-                if on_cuda:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = torch.randint(0, 5, (batch,), device=device)
-                model.train()
-
-                def step(step_model=step_model, optimizer=optimizer, criterion=criterion, x=x, y=y):
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
-                        loss = criterion(step_model(x), y)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-
-                for _ in range(3):
+            for label, k, graph, compiled in modes:
+                step, images_per_step = _bench_step(backbone, size, batch, k, graph, compiled, device)
+                for _ in range(0 if graph else 3):  # a graph's capture has warmed up already
                     step()
                 if on_cuda:
                     torch.cuda.synchronize(device)
@@ -58,13 +47,65 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False):
                 if on_cuda:
                     torch.cuda.synchronize(device)
                 seconds = time.perf_counter() - t0  # wall time of `steps` steps
-                ips = steps * batch / seconds
-                total_min = folds * epochs * images_per_epoch / ips / 60
-                print(f"{device.type:<8} {size:>5} {batch:>5} {'yes' if compiled else 'no':>8} {ips:>9.1f} "
-                      f"{1000 * seconds / steps:>9.1f} {int(total_min // 60):>6}h{int(total_min % 60):02d}m",
-                      flush=True)
-                del model, step_model, optimizer
+                ips = steps * images_per_step / seconds
+                total_min = protocol_images / ips / 60
+                print(f"{device.type:<8} {size:>5} {batch:>5} {label:<18} {ips:>9.1f} {1000 * seconds / steps:>9.1f} "
+                      f"{int(total_min // 60):>6}h{int(total_min % 60):02d}m", flush=True)
+                del step
+                if on_cuda:
+                    torch.cuda.empty_cache()
     print(f"({backbone}: {count_params(build_model(backbone, 5)) / 1e6:.1f} M parameters)")
+
+
+def _bench_step(backbone, size, batch, k, graph, compiled, device):
+    """A training step of k folds (k = 1: the plain model; else fused) on random uint8 crops; returns
+    (step function, images per step)."""
+    import torch
+
+    from mer.augment import Inputs
+    from mer.fused import FusedAdam, FusedModels, _Step
+    from mer.losses import FocalLoss
+    from mer.models import build_model
+
+    on_cuda = device.type == "cuda"
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (4 * k * batch, 3, size, size), generator=g, dtype=torch.uint8).to(device)
+    labels = (torch.arange(len(images)) % 5).to(device)
+    idx = torch.arange(k * batch, device=device).view(k, batch)
+    flip = (torch.rand(k, batch, generator=g) < 0.5).to(device)
+    angle = ((torch.rand(k, batch, generator=g) * 2 - 1) * 15).to(device)
+    torch.manual_seed(0)
+    models = [build_model(backbone, 5) for _ in range(k)]
+    inputs = Inputs(models[0].pretrained_cfg["mean"], models[0].pretrained_cfg["std"], True, device)
+    if k > 1:
+        fused = FusedModels(models, device)
+        fused.train()
+        run = dict(device=device, amp=on_cuda, channels_last=False)
+        step = _Step(fused, FusedAdam(fused.params, lr=1e-4), FocalLoss(), inputs, images, labels, run, k, batch)
+        active = torch.ones(k, device=device)
+        if graph:
+            step.capture(idx, flip, angle, active)
+        return (lambda: step(idx, flip, angle, active)), k * batch
+
+    model = models[0].to(device)
+    if on_cuda:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    step_model = torch.compile(model) if compiled else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    criterion = FocalLoss()
+
+    def one_fold():
+        x = inputs.train(images[idx[0]], flip[0], angle[0])
+        if on_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
+            loss = criterion(step_model(x), labels[idx[0]])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return one_fold, batch
 
 
 def bench_preprocess(sheet, work, threads=2):

@@ -31,6 +31,8 @@ def main(argv=None):
     btrain.add_argument("--steps", type=int, default=10, help="timed steps per setting")
     btrain.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     btrain.add_argument("--compile", action="store_true", help="also time torch.compile on CUDA")
+    btrain.add_argument("--folds", type=int, default=None,
+                        help="folds in the fused modes (default: 26 on CUDA, 6 on the CPU)")
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -48,7 +50,7 @@ def main(argv=None):
         from mer.bench import bench_train
 
         bench_train(args.backbone, args.sizes, args.batches, steps=args.steps, device=args.device,
-                    compile=args.compile)
+                    compile=args.compile, folds=args.folds)
     return 0
 
 
