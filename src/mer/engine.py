@@ -5,9 +5,12 @@ No model selection touches the held-out subject: its predictions come from the f
 Checkpoint and resume: every `checkpoint_every` epochs the model, optimizer, completed epoch count and
 per-epoch metrics go to out_dir/checkpoint.pt (atomically). A rerun of a killed job resumes from it.
 Resume is exact without saving RNG state because nothing random carries over between epochs: at
-the start of epoch e the model RNG (dropout) is reseeded from (seed, e), and the sampler draws the
-shuffle and each sample's flip and rotation from a generator seeded from (seed, e) (mer.augment). With
+the start of epoch e the model RNG (dropout) is reseeded from (seed, e), and the epoch's shuffle and
+each sample's flip and rotation come from a generator seeded from (seed, e) (mer.augment). With
 deterministic=True on CPU a resumed run ends with weights equal to an uninterrupted one.
+
+Data path: the task's crops go to the device once as uint8; each step gathers its batch by index and
+augments it there (mer.augment), the same code as a fused group of folds runs (mer.fused).
 After model.pt is written, checkpoint.pt is deleted (it holds the same weights plus Adam's state,
 ~300 MB for SE-ResNeXt-50, per fold).
 """

@@ -67,23 +67,27 @@ class FusedAdam:
 
     @torch.no_grad()
     def step(self, grads, active):
-        """active: (K,) float, 1 for a fold that steps now and 0 for one that sits out."""
+        """active: (K,) float, 1 for a fold that steps now and 0 for one that sits out.
+
+        In place and without branches (a CUDA graph replays it whatever the mask): a fold sitting out
+        gets weight 0 in every update, and x + 0 * y == x, so its tensors stay bit-identical.
+        """
         self.step_count += active
-        step = self.step_count.double()
-        step_size = self.lr / (1 - self.beta1 ** step)  # per fold, as torch's python-float arithmetic
-        bc2_sqrt = (1 - self.beta2 ** step).sqrt()
+        step = self.step_count.double().clamp(min=1)  # per fold; clamp: finite for a fold yet to step
+        dtype = self.params[0].dtype
+        step_size = (-self.lr / (1 - self.beta1 ** step) * active).to(dtype)  # 0 when sitting out
+        bc2_sqrt = (1 - self.beta2 ** step).sqrt().to(dtype)
+        w1 = ((1 - self.beta1) * active).to(dtype)  # weight of the new gradient in the first moment
+        decay2 = torch.where(active > 0, self.beta2, 1.0).to(dtype)
+        w2 = ((1 - self.beta2) * active).to(dtype)
         for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
             shape = (-1,) + (1,) * (p.dim() - 1)
-            on = active.view(shape) > 0
             if self.weight_decay:
                 g = g.add(p, alpha=self.weight_decay)
-            m_new = m.lerp(g, 1 - self.beta1)
-            v_new = v * self.beta2 + (1 - self.beta2) * g * g
-            denom = (v_new.sqrt() / bc2_sqrt.view(shape).to(p.dtype)).add_(self.eps)
-            p_new = p - step_size.view(shape).to(p.dtype) * (m_new / denom)
-            m.copy_(torch.where(on, m_new, m))
-            v.copy_(torch.where(on, v_new, v))
-            p.copy_(torch.where(on, p_new, p))
+            m.lerp_(g, w1.view(shape))
+            v.mul_(decay2.view(shape)).addcmul_(g, g * w2.view(shape))
+            denom = (v.sqrt() / bc2_sqrt.view(shape)).add_(self.eps)
+            p.addcdiv_(m * step_size.view(shape), denom)
 
     def fold_state_dict(self, k):
         """Fold k's state in torch.optim.Adam's state_dict format (what train_fold's model.pt holds)."""
@@ -318,7 +322,8 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
     infos = []
     extra = dict(extra_info or {})
     extra.setdefault("fold_group", {})
-    extra["fold_group"] = {**extra["fold_group"], "members": held_outs, "fused": k, "cuda_graph": use_graph}
+    # fused_with: the folds that shared this process's steps (a chunk of the group under 'auto')
+    extra["fold_group"] = {**extra["fold_group"], "fused_with": held_outs, "cuda_graph": use_graph}
     for j, f in enumerate(folds):
         probs = predict(fused.fold(j), images[f.test], inputs, run)
         model_state = state(fused.fold_state_dict(j), adam.fold_state_dict(j), epochs, cfg, f.held_out,
