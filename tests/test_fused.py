@@ -166,3 +166,13 @@ def test_what_a_group_cannot_fuse(cache, tmp_path):
         train_fused(cache, HELD, config(drop_rate=0.2), [tmp_path / h for h in HELD], progress=False)
     with pytest.raises(ValueError, match="fewer training samples than batch_size 16"):
         train_fused(cache, HELD, config(batch_size=16), [tmp_path / h for h in HELD], progress=False)
+
+
+def test_a_lone_fold_smaller_than_a_batch(cache, tmp_path):
+    # a group of one whose training set (15 samples) is smaller than a batch trains on one batch of all
+    cfg = config(batch_size=16, epochs=1)
+    info = train_fused(cache, ["02"], cfg, [tmp_path / "02"], progress=False)[0]
+    alone = train_fold(cache, "02", cfg, tmp_path / "alone", progress=False)
+    assert info["n_train"] == alone["n_train"] == 15
+    a = torch.load(tmp_path / "02" / "model.pt", weights_only=True)["optimizer"]["state"][0]["step"]
+    assert int(a) == 1

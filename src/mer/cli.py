@@ -27,12 +27,22 @@ def main(argv=None):
     btrain = sub.add_parser("bench-train", help="training images/s and projected protocol time")
     btrain.add_argument("--backbone", default="seresnext50_32x4d")
     btrain.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
-    btrain.add_argument("--batches", type=int, nargs="+", default=[2, 32])
+    btrain.add_argument("--batches", type=int, nargs="+", default=[2, 8], help="batch sizes, per fold")
     btrain.add_argument("--steps", type=int, default=10, help="timed steps per setting")
     btrain.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     btrain.add_argument("--compile", action="store_true", help="also time torch.compile on CUDA")
     btrain.add_argument("--folds", type=int, default=None,
                         help="folds in the fused modes (default: 26 on CUDA, 6 on the CPU)")
+
+    bproto = sub.add_parser("bench-protocol", help="time a real fused LOSO run from HDF5 crop caches")
+    bproto.add_argument("--crops", required=True, help="folder of crop caches (subSS.h5), e.g. bench-preprocess's")
+    bproto.add_argument("--epochs", type=int, default=1, help="epochs to run (the projection is to 100)")
+    bproto.add_argument("--fold-group", default="auto", help="1, K, all or auto (default)")
+    bproto.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    bproto.add_argument("--backbone", default=None, help="default: the schema's (SE-ResNeXt-50)")
+    bproto.add_argument("--size", type=int, default=224, help="input px (default 224)")
+    bproto.add_argument("--batch", type=int, default=2, help="batch per fold (default 2)")
+    bproto.add_argument("--work", default="bench/protocol", help="scratch folder for the folds' files")
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -51,6 +61,12 @@ def main(argv=None):
 
         bench_train(args.backbone, args.sizes, args.batches, steps=args.steps, device=args.device,
                     compile=args.compile, folds=args.folds)
+    elif args.command == "bench-protocol":
+        from mer.bench import bench_protocol
+
+        group = args.fold_group if args.fold_group in ("all", "auto") else int(args.fold_group)
+        bench_protocol(args.crops, epochs=args.epochs, fold_group=group, device=args.device, work=args.work,
+                       backbone=args.backbone, size=args.size, batch_size=args.batch)
     return 0
 
 

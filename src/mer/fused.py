@@ -256,6 +256,7 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
         if small and k > 1:
             raise ValueError(f"{c['name']}: folds {small} have fewer training samples than batch_size {b}; "
                              "train them with fold_group: 1")
+        b = min([b] + [len(f.train) for f in folds])  # a lone fold smaller than a batch: one batch of all
         images, labels = to_device(data.images, device), torch.from_numpy(data.labels).to(device)
         models = []
         for f in folds:
