@@ -39,16 +39,22 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
     for size in sizes:
         for batch in batches:
             for label, k, graph, compiled in modes:
-                step, images_per_step = _bench_step(backbone, size, batch, k, graph, compiled, device)
-                for _ in range(0 if graph else 3):  # a graph's capture has warmed up already
-                    step()
-                if on_cuda:
-                    torch.cuda.synchronize(device)
-                t0 = time.perf_counter()
-                for _ in range(steps):
-                    step()
-                if on_cuda:
-                    torch.cuda.synchronize(device)
+                try:
+                    step, images_per_step = _bench_step(backbone, size, batch, k, graph, compiled, device)
+                    for _ in range(0 if graph else 3):  # a graph's capture has warmed up already
+                        step()
+                    if on_cuda:
+                        torch.cuda.synchronize(device)
+                    t0 = time.perf_counter()
+                    for _ in range(steps):
+                        step()
+                    if on_cuda:
+                        torch.cuda.synchronize(device)
+                except Exception as e:  # one mode failing (out of memory, say) leaves the others' figures
+                    print(f"{device.type:<8} {size:>5} {batch:>5} {label:<18} failed: {type(e).__name__}: {e}",
+                          flush=True)
+                    step = None
+                    continue
                 seconds = time.perf_counter() - t0  # wall time of `steps` steps
                 ips = steps * images_per_step / seconds
                 total_min = protocol_images / ips / 60
@@ -61,7 +67,7 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
 
 
 def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/protocol", backbone=None,
-                   size=224, batch_size=2):
+                   size=224, batch_size=2, cuda_graph="auto"):
     """A real LOSO training run of every fold at once, as `train.fold_group` runs it in the workflow, from
     a folder of HDF5 crop caches (e.g. `bench-preprocess`'s, of a CASME II-sized mirror): the paper's
     settings (SE-ResNeXt-50, focal loss, Adam 1e-4, 5 classes, `size` px, batch 2) for `epochs` epochs.
@@ -81,7 +87,7 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
     classes = list(schema["properties"]["tasks"]["default"][train["task"]])
     cfg = {**DEFAULTS, **train, "name": "protocol", "classes": classes, "epochs": int(epochs), "size": int(size),
            "batch_size": int(batch_size), "fold_group": fold_group, "checkpoint_every": 10**6,
-           "backbone": backbone or train["backbone"]}
+           "backbone": backbone or train["backbone"], "cuda_graph": cuda_graph}
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     subjects = subjects_with_samples(paths, cfg["task"])
     store = Path(work).resolve() / f"{fold_group}-{device.type}"
@@ -93,7 +99,8 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
     meta = json.loads((store / "group.json").read_text())
     seconds = [json.loads((store / s / "fold.json").read_text())["seconds"] for s in subjects]
     print(f"bench-protocol: {len(subjects)} folds of {len(paths)} crop caches, {cfg['backbone']}, {size} px, "
-          f"batch {batch_size}, {epochs} epoch(s), fold_group {fold_group} -> {meta['size']} fused at once, "
+          f"batch {batch_size}, {epochs} epoch(s), fold_group {fold_group} -> {meta['size']} fused at once "
+          f"(CUDA graph: {cuda_graph}), "
           f"on {device} [{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}]")
     print(f"  wall time {wall:.1f} s (longest fold's own record {max(seconds):.1f} s); 100 epochs would take "
           f"about {wall * 100 / int(epochs) / 60:.1f} min (one-time setup counted in each epoch: an upper bound)")
@@ -122,7 +129,7 @@ def _bench_step(backbone, size, batch, k, graph, compiled, device):
     if k > 1:
         fused = FusedModels(models, device)
         fused.train()
-        run = dict(device=device, amp=on_cuda, channels_last=False)
+        run = dict(device=device, amp=False, channels_last=False)  # fp32 (TF32 convolutions), as mer.fused
         step = _Step(fused, FusedAdam(fused.params, lr=1e-4), FocalLoss(), inputs, images, labels, run, k, batch)
         active = torch.ones(k, device=device)
         if graph:

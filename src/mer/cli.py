@@ -43,6 +43,8 @@ def main(argv=None):
     bproto.add_argument("--size", type=int, default=224, help="input px (default 224)")
     bproto.add_argument("--batch", type=int, default=2, help="batch per fold (default 2)")
     bproto.add_argument("--work", default="bench/protocol", help="scratch folder for the folds' files")
+    bproto.add_argument("--cuda-graph", default="auto", choices=["auto", "true", "false"],
+                        help="capture the fused step as a CUDA graph (default auto: on CUDA)")
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -66,7 +68,8 @@ def main(argv=None):
 
         group = args.fold_group if args.fold_group in ("all", "auto") else int(args.fold_group)
         bench_protocol(args.crops, epochs=args.epochs, fold_group=group, device=args.device, work=args.work,
-                       backbone=args.backbone, size=args.size, batch_size=args.batch)
+                       backbone=args.backbone, size=args.size, batch_size=args.batch,
+                       cuda_graph={"auto": "auto", "true": True, "false": False}[args.cuda_graph])
     return 0
 
 

@@ -243,8 +243,7 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
         raise ValueError(f"{c['name']}: fused fold groups need drop_rate 0 (a fold's dropout draws under vmap "
                          "cannot match those of the fold trained alone); set fold_group: 1")
     classes, epochs, k = list(c["classes"]), int(c["epochs"]), len(held_outs)
-    run = run_settings(c, device)
-    run["channels_last"] = False  # vmap folds the K models into grouped convolutions of its own layout
+    run = fused_run_settings(c, device)
     use_graph = device.type == "cuda" and (c["cuda_graph"] in (True, "auto"))
     ckpt_path = Path(checkpoint) if checkpoint else out_dirs[0].parent / f".group-{held_outs[0]}.ckpt.pt"
 
@@ -335,6 +334,16 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
     return infos
 
 
+def fused_run_settings(c, device):
+    """A fused group's settings: fp32 (cuDNN's convolutions run in TF32 on CUDA) and no channels_last.
+
+    Not bf16: under vmap, BatchNorm's backward rejects bf16 activations with fp32 running statistics
+    ("Expected running_mean to have type BFloat16", seen on an H200 with torch 2.11). Not channels_last:
+    vmap folds the K models into grouped convolutions of its own layout.
+    """
+    return {**run_settings(c, device), "amp": False, "channels_last": False}
+
+
 def _group_batches(folds, epoch, c, device):
     """The group's steps of one epoch: idx (S, K, b), flip, angle, active (S, K) on `device`.
 
@@ -367,7 +376,7 @@ def probe_fold_bytes(cfg, device):
     images = torch.zeros(b, 3, size, size, dtype=torch.uint8, device=device)
     labels = torch.zeros(b, dtype=torch.long, device=device)
     step = _Step(fused, adam, build_loss(c["loss"], c["gamma"], c["alpha"]).to(device), inputs, images, labels,
-                 run_settings(c, device), 1, b)
+                 fused_run_settings(c, device), 1, b)
     fused.train()
     step(torch.arange(b, device=device)[None], torch.zeros(1, b, dtype=torch.bool, device=device),
          torch.zeros(1, b, device=device), torch.ones(1, device=device))

@@ -162,7 +162,9 @@ def experiments_re(fused):
     names = [
         n for n, e in EXPERIMENTS.items() if (str(e["fold_group"]) != "1") == fused
     ]
-    return "|".join(re.escape(n) for n in names) if names else "(?!)"  # (?!) matches nothing
+    return (
+        "|".join(re.escape(n) for n in names) if names else "(?!)"
+    )  # (?!) matches nothing
 
 
 def group_members(wildcards):

@@ -31,7 +31,14 @@ rule train_fold_group:
     input:
         crops=per_subject(f"{RES}/crops/sub{{subject}}.h5"),
         code=code(
-            "engine", "augment", "data", "models", "losses", "metrics", "fused", "groups"
+            "engine",
+            "augment",
+            "data",
+            "models",
+            "losses",
+            "metrics",
+            "fused",
+            "groups",
         ),
         first=group_first_fold,
     output:
