@@ -9,8 +9,8 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
     images, in each training mode; print a table of images/s and the projected protocol time.
 
     Modes: one fold eager (engine.train_fold's step; also torch.compile'd with compile=True on CUDA),
-    `folds` folds fused eager (mer.fused), and fused replayed as a CUDA graph (CUDA only). On CUDA the
-    steps run in bf16 autocast (and channels_last for one fold), as training does; on CPU in fp32.
+    `folds` folds fused eager (mer.fused), and fused replayed as a CUDA graph (CUDA only). On CUDA one
+    fold runs in bf16 autocast with channels_last and a fused group in fp32, as training does; CPU: fp32.
     For each input size (px) x batch size (per fold): 3 warm-up steps, then `steps` timed ones.
     Projection: the paper's protocol at the measured speed, 26 LOSO folds x 100 epochs on CASME II's 249
     samples, each sample in the training sets of the 25 folds that do not hold it out: 100 x 25 x 249
@@ -32,8 +32,8 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
     if on_cuda:
         modes.append((f"fused x{folds} graph", folds, True, False))
     name = torch.cuda.get_device_name(device) if on_cuda else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"bench-train {backbone} on {device} [{name}], {'bf16' if on_cuda else 'fp32'}, "
-          f"{steps} timed steps after 3 warm-up")
+    precision = "one fold bf16 + channels_last, fused fp32 (TF32 convolutions)" if on_cuda else "fp32"
+    print(f"bench-train {backbone} on {device} [{name}], {precision}, {steps} timed steps after 3 warm-up")
     print(f"projection: 26 folds x 100 epochs x 249 samples, each in 25 training sets: {protocol_images:,} images")
     print(f"{'device':<8} {'size':>5} {'batch':>5} {'mode':<18} {'images/s':>9} {'ms/step':>9} {'protocol':>10}")
     for size in sizes:

@@ -337,9 +337,11 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
 def fused_run_settings(c, device):
     """A fused group's settings: fp32 (cuDNN's convolutions run in TF32 on CUDA) and no channels_last.
 
-    Not bf16: under vmap, BatchNorm's backward rejects bf16 activations with fp32 running statistics
-    ("Expected running_mean to have type BFloat16", seen on an H200 with torch 2.11). Not channels_last:
-    vmap folds the K models into grouped convolutions of its own layout.
+    Not bf16: under vmap, autocast leaves tensors it should cast (seen on an H200 with torch 2.11):
+    BatchNorm's backward rejects bf16 activations with fp32 running statistics ("Expected running_mean
+    to have type BFloat16"), and with BatchNorm computed in fp32 the SE blocks' 1x1 convolutions get a
+    bf16 input with an fp32 bias. Not channels_last: vmap folds the K models into grouped convolutions
+    of its own layout.
     """
     return {**run_settings(c, device), "amp": False, "channels_last": False}
 
