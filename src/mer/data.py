@@ -72,7 +72,9 @@ def fold_subjects(samples_subjects):
 
 def load_split(cache_paths, task, frame, held_out, classes, resize=None):
     """Read the task's samples (`frame` crop of each) once; return (train, test) with test = `held_out`."""
-    return leave_out(load_samples(cache_paths, task, frame, classes, resize), held_out, task)
+    data = load_samples(cache_paths, task, frame, classes, resize)
+    is_test = held_out_mask(data, held_out, task)
+    return data.select(~is_test), data.select(is_test)
 
 
 def load_samples(cache_paths, task, frame, classes, resize=None):
@@ -108,14 +110,6 @@ def held_out_mask(data, held_out, task="?"):
     if not is_test.any():
         raise ValueError(f"held-out subject {held_out!r} has no samples for task {task!r}")
     return is_test
-
-
-def leave_out(data, held_out, task="?"):
-    """(train, test): every other subject's samples, and `held_out`'s."""
-    is_test = held_out_mask(data, held_out, task)
-    train, test = data.select(~is_test), data.select(is_test)
-    assert not {subject_key(s) for s in train.subjects} & {subject_key(held_out)}, "held-out subject in train"
-    return train, test
 
 
 def epoch_seed(seed, epoch, stream=0):

@@ -171,15 +171,17 @@ def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, 
             return None
 
     probs = predict(model, images[fold.test], inputs, run)
-    info = dict(start=start, compiled=step_model is not model, **(extra_info or {}))
-    info = write_fold(fold, data, probs, classes, state(model.state_dict(), optimizer.state_dict(), epochs, cfg,
-                                                        held_out, history), c, run, info, time.time() - t_start)
+    model_state = state(model.state_dict(), optimizer.state_dict(), epochs, cfg, held_out, history)
+    info = write_fold(fold, data, probs, classes, model_state, c, run, start,
+                      dict(compiled=step_model is not model, **(extra_info or {})), time.time() - t_start)
     ckpt_path.unlink(missing_ok=True)
     return info
 
 
-def write_fold(fold, data, probs, classes, model_state, c, run, extra, seconds):
-    """A finished fold's predictions.tsv, model.pt and, last, fold.json (metrics.csv is written per epoch)."""
+def write_fold(fold, data, probs, classes, model_state, c, run, start, extra, seconds):
+    """A finished fold's predictions.tsv, model.pt and, last, fold.json (metrics.csv is written per epoch).
+
+    start: the epoch this run resumed from; extra: more fold.json entries."""
     test = fold.test
     pred = pd.DataFrame({
         "subject": [data.subjects[i] for i in test], "filename": [data.filenames[i] for i in test],
@@ -189,7 +191,7 @@ def write_fold(fold, data, probs, classes, model_state, c, run, extra, seconds):
     write_tsv(pred, fold.out_dir / "predictions.tsv")
     with atomic_path(fold.out_dir / "model.pt") as tmp:
         torch.save(model_state, tmp)
-    epochs, start = int(c["epochs"]), int(extra.pop("start"))
+    epochs = int(c["epochs"])
     info = dict(
         held_out=fold.held_out, train_subjects=fold_subjects(data.subjects[i] for i in fold.train),
         val_subjects=fold_subjects(data.subjects[i] for i in fold.val), n_train=len(fold.train),

@@ -169,14 +169,16 @@ class _Step:
         self.graph = None
 
     def __call__(self, idx, flip, angle, active):
-        self.idx.copy_(idx)
-        self.flip.copy_(flip)
-        self.angle.copy_(angle)
-        self.active.copy_(active)
+        self._load(idx, flip, angle, active)
         if self.graph is not None:
             self.graph.replay()
         else:
             self._step()
+
+    def _load(self, idx, flip, angle, active):
+        """Copy this step's inputs into the static tensors (the graph reads them at fixed addresses)."""
+        for static, value in ((self.idx, idx), (self.flip, flip), (self.angle, angle), (self.active, active)):
+            static.copy_(value)
 
     def _step(self):
         k, b = self.idx.shape
@@ -204,10 +206,7 @@ class _Step:
 
     def capture(self, idx, flip, angle, active):
         """Record the step as a CUDA graph: warm up on a side stream (then undo the warm-up's updates), capture."""
-        self.idx.copy_(idx)
-        self.flip.copy_(flip)
-        self.angle.copy_(angle)
-        self.active.copy_(active)
+        self._load(idx, flip, angle, active)
         saved = [t.detach().clone() for t in self.state_tensors()]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -328,8 +327,8 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
         probs = predict(fused.fold(j), images[f.test], inputs, run)
         model_state = state(fused.fold_state_dict(j), adam.fold_state_dict(j), epochs, cfg, f.held_out,
                             histories[j])
-        infos.append(write_fold(f, data, probs, classes, model_state, c, run,
-                                dict(start=start, compiled=False, **extra), time.time() - t_start))
+        infos.append(write_fold(f, data, probs, classes, model_state, c, run, start,
+                                dict(compiled=False, **extra), time.time() - t_start))
     ckpt_path.unlink(missing_ok=True)
     return infos
 
@@ -392,10 +391,3 @@ def probe_fold_bytes(cfg, device):
 def auto_group_size(n_folds, free_bytes, per_fold_bytes, headroom=0.8):
     """How many folds fit at once in `headroom` of the free memory (at least 1, at most n_folds)."""
     return int(max(1, min(n_folds, math.floor(headroom * free_bytes / max(per_fold_bytes, 1)))))
-
-
-def chunks(items, size):
-    """Consecutive groups of `size` (the last may be smaller)."""
-    items = list(items)
-    return [items[i: i + size] for i in range(0, len(items), max(1, int(size)))]
-

@@ -35,7 +35,13 @@ def partition(subjects, fold_group):
     k = int(fold_group)
     if k < 1:
         raise ValueError(f"fold_group must be >= 1, 'all' or 'auto', not {fold_group!r}")
-    return [subjects[i: i + k] for i in range(0, len(subjects), k)]
+    return chunks(subjects, k)
+
+
+def chunks(items, size):
+    """Consecutive runs of `size` items (the last may be shorter)."""
+    items = list(items)
+    return [items[i: i + size] for i in range(0, len(items), size)]
 
 
 def group_of(subjects, fold_group, subject):
@@ -77,7 +83,7 @@ def train_group(cache_paths, members, cfg, store, key, device="cpu", threads=Non
     import torch
 
     from mer.engine import log, train_fold
-    from mer.fused import chunks, train_fused
+    from mer.fused import train_fused
 
     store, members = Path(store), [str(m) for m in members]
     meta_path = store / "group.json"
