@@ -268,3 +268,21 @@ def test_changed_library_module_reruns_its_rule(copied_repo_run, module, expecte
     finally:
         path.write_text(original)
     assert counts == expected
+
+
+def test_moved_run_has_nothing_to_do(copied_repo_run, tmp_path):
+    # A finished run copied with its checkout to another folder, as a user moves it to a cluster's shared
+    # filesystem: `cp -a` keeps contents and mtimes; the data stays where the config says.
+    import subprocess
+
+    repo, data, dry = copied_repo_run
+    moved = tmp_path / "elsewhere"
+    subprocess.run(["cp", "-a", str(repo.parent), str(moved)], check=True)
+    env = {**os.environ, "PYTHONPATH": str(moved / "repo" / "src")}
+    proc = run_snakemake(moved / "work", "-n", "--cores", "2", repo=moved / "repo", env=env)
+    assert "Nothing to be done" in proc.stdout, proc.stdout[-3000:]
+    # and the moved copy still reruns what a changed module feeds
+    path = moved / "repo" / "src" / "mer" / "aggregate.py"
+    path.write_text(path.read_text() + "\n\nCHANGED = True\n")
+    counts = job_counts(run_snakemake(moved / "work", "-n", "--cores", "2", repo=moved / "repo", env=env))
+    assert counts == {"aggregate_loso": 1, "summarize_experiments": 1, "all": 1}

@@ -1,4 +1,5 @@
 # Config validation, paths and input functions shared by every stage.
+import os
 import re
 from pathlib import Path
 
@@ -43,8 +44,10 @@ wildcard_constraints:
 
 
 def code(*modules):
-    """The library modules that a job runs, as its inputs (editing one reruns the job)."""
-    return [str(SRC / f"{m}.py") for m in modules]
+    """The library modules that a job runs, as its inputs (editing one reruns the job). Relative to the
+    working directory: Snakemake records each output's input paths, so absolute ones would rerun every
+    job of a run moved or copied to another folder with its checkout."""
+    return [os.path.relpath(SRC / f"{m}.py") for m in modules]
 
 
 def samples():
