@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 from conftest import EMOTIONS, SHARED_SHEET, TASKS, fake_frames
 
+from mer.frames import FrameError, frame_path
 from mer.sheet import SheetError, read_sheet, task_subjects, write_samples
 
 HEADER = "Subject,Filename,,OnsetFrame,ApexFrame,OffsetFrame,,Action Units,Estimated Emotion\n"
@@ -124,3 +125,46 @@ def test_fail_policy_raises_and_keeps_previous_output(tmp_path):
         write_samples(p, root, PATTERN, out, tasks=TASKS, emotions=EMOTIONS, bad_rows="fail")
     assert out.read_bytes() == before  # the earlier, complete samples.tsv is untouched
     assert not list(tmp_path.glob(".samples.tsv.*"))  # and no half-written file lies beside it
+
+
+@pytest.mark.parametrize(
+    "subject, filename, why",
+    [
+        ("01", "../02/EP03_01", "path separator"),  # another subject's frames: cross-subject leakage
+        ("01", "..", "'..'"),
+        ("01", "/etc", "path separator"),  # an absolute path
+        ("01", "EP01\\..\\x", "path separator"),
+        ("01", "EP01\x07_01", "control character"),
+        ("../02", "EP03_01", "path separator"),
+    ],
+)
+def test_traversal_in_a_cell_is_rejected_naming_line_and_cell(tmp_path, subject, filename, why):
+    root, _ = _frames_case(tmp_path)
+    p = sheet(tmp_path, ["01,EP01_01,,1,3,6,,12,happiness", f'"{subject}","{filename}",,1,3,6,,12,happiness'])
+    out = tmp_path / "samples.tsv"
+    s = write_samples(p, root, PATTERN, out, tasks=TASKS, emotions=EMOTIONS)
+    assert s.included.tolist() == [True, False]
+    column = "Subject" if subject != "01" else "Filename"
+    assert "coding.csv line 3" in s.reason.iloc[1] and f"column {column}: " in s.reason.iloc[1]
+    assert why in s.reason.iloc[1] and "\x07" not in s.reason.iloc[1]
+
+
+def test_symlink_out_of_the_root_is_refused(tmp_path):
+    root, p = _frames_case(tmp_path)
+    outside = tmp_path / "elsewhere"
+    fake_frames(outside, "09", "EP09_01", 1, 6)
+    # a clip folder that is a symlink out of the root, and one frame of another clip that is
+    (root / "sub01/EP01_01").rename(tmp_path / "moved")
+    (root / "sub01/EP01_01").symlink_to(outside / "sub09/EP09_01")
+    frame = root / "sub02/EP03_01/img2.jpg"
+    frame.unlink()
+    frame.symlink_to(outside / "sub09/EP09_01/img2.jpg")
+    # a symlink that stays inside the root is fine
+    (root / "sub01/EP02_01/img3.jpg").unlink()
+    (root / "sub01/EP02_01/img3.jpg").symlink_to(root / "sub01/EP02_01/img4.jpg")
+    s = write_samples(p, root, PATTERN, tmp_path / "samples.tsv", tasks=TASKS, emotions=EMOTIONS)
+    assert s.included.tolist() == [False, True, False]
+    for i, name in ((0, "sub01/EP01_01/img1.jpg"), (2, "sub02/EP03_01/img2.jpg")):
+        assert name in s.reason.iloc[i] and "outside the data root" in s.reason.iloc[i]
+    with pytest.raises(FrameError, match="outside the data root"):
+        frame_path(root, PATTERN, "02", "EP03_01", 2)

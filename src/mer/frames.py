@@ -1,5 +1,7 @@
 """Locate and decode the frames of a clip."""
 
+import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +16,19 @@ class FrameError(RuntimeError):
 
 
 def frame_path(root, pattern, subject, filename, frame):
-    return Path(root) / pattern.format(subject=subject, filename=filename, frame=frame)
+    """The frame's path below `root`. FrameError if it resolves outside the root: a sheet cell with `..`
+    (the sheet reader rejects those first) or a symlink inside the root pointing out of it."""
+    path = Path(root) / pattern.format(subject=subject, filename=filename, frame=frame)
+    real, real_root = os.path.realpath(path), _realpath(str(root))
+    if os.path.commonpath([real, real_root]) != real_root:
+        raise FrameError(f"frame path {path} resolves to {real}, outside the data root {real_root} "
+                         "(a symlink or '..' leading out of data.root): refused")
+    return path
+
+
+@functools.lru_cache(maxsize=16)
+def _realpath(root):
+    return os.path.realpath(root)
 
 
 def _jpeg_complete(data):
@@ -65,7 +79,10 @@ def check_clip_frames(clips, root, pattern, threads=2):
     def check(clip):
         subject, filename, onset, offset = clip
         for f in range(onset, offset + 1):
-            problem = check_frame(frame_path(root, pattern, subject, filename, f))
+            try:
+                problem = check_frame(frame_path(root, pattern, subject, filename, f))
+            except FrameError as e:
+                problem = str(e)
             if problem:
                 return f"frame {f}: {problem}"
         return None

@@ -50,8 +50,9 @@ def detect_clip(root, pattern, subject, filename, onset, offset, *, per_frame=Fa
     rows = []
     for f in frames:
         row = {"subject": subject, "filename": filename, "frame": f, "ok": False, "reason": ""}
-        path = frame_path(root, pattern, subject, filename, f)
+        path = f"frame {f}"  # named in the reason if the path itself is refused
         try:
+            path = frame_path(root, pattern, subject, filename, f)
             found = detect(read_frame(path), model_file, upsample)
         except FrameError as e:
             found, row["reason"] = None, str(e)

@@ -112,6 +112,19 @@ def normalise_subject(v, width=2):
     return f"{int_cell(s):0{width}d}"
 
 
+def unsafe_name(text):
+    """Why a Subject or Filename cell cannot name a folder below the data root, or None. These cells are
+    joined into frame paths: a separator or `..` could read another subject's frames (leakage) or leave
+    the root, and a control character hides what the path is."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return f"{text!r} holds a control character"
+    if "/" in text or "\\" in text:
+        return f"{text!r} holds a path separator (or is an absolute path)"
+    if ".." in text:
+        return f"{text!r} holds '..'"
+    return None
+
+
 def task_labels(emotion, tasks):
     """{task: class or ''} for one emotion; tasks maps task -> {class: [emotions]}."""
     out = {}
@@ -135,13 +148,20 @@ def read_sheet(path, *, tasks, emotions=None, subject_width=2):
         line = i + 2  # spreadsheet line: header is line 1
         problems = []
         subject = cell_text(r.subject)
-        try:
-            subject = normalise_subject(r.subject, subject_width)
-        except ValueError:
-            problems.append(f"column Subject: {r.subject!r} is not a subject number")
+        if unsafe_name(subject):
+            problems.append(f"column Subject: {unsafe_name(subject)}")
+            subject = repr(subject)  # as the reason prints it
+        else:
+            try:
+                subject = normalise_subject(r.subject, subject_width)
+            except ValueError:
+                problems.append(f"column Subject: {r.subject!r} is not a subject number")
         filename = cell_text(r.filename)
         if not filename:
             problems.append("column Filename: empty")
+        elif unsafe_name(filename):
+            problems.append(f"column Filename: {unsafe_name(filename)}")
+            filename = repr(filename)  # never a path, and printable in the reason
         frames = {}
         for col in ("onset", "offset"):
             try:
