@@ -181,3 +181,26 @@ def test_mirror_casme_sheet_head(tmp_path):
     assert out.read_text().splitlines() == head
     for r in load_raw(out).itertuples():
         assert frame_file(tmp_path / "out", r.subject, r.filename, int(r.offset)).exists()
+
+
+# SHA-256 of the 2-subject demo of seed 0 (`small`), recorded on 2026-11-27 with the pinned OpenCV, numpy and
+# libjpeg-turbo. The demo must be byte-identical on every machine for a seed: if a dependency or a CPU's
+# kernels change the data, this fails, and the demo's figures in the README no longer apply.
+PINNED = {
+    "coding.csv": "6cc4f393208233f18639dd0b2a547fe9f1fc4ed0dede45bc0b0837026d91c523",
+    "frames/sub01/EP01_11f/img14.jpg": "13e621b52f0a723d1efb5beefcc2a0931a83f17015d1a982f68e82ad4102fada",
+    "frames/sub01/EP01_11f/img27.jpg": "7834575dc754719c4e3bd437bfb0c72ba7fd410e70615a199c3941329501e73a",
+    "frames/sub01/EP01_11f/img50.jpg": "8226c7e60b48b94b151f1aa84430518dfeaf9d1fd6cf15703fbb8f452b64ee6e",
+    "frames/sub02/EP03_08/img16.jpg": "e1929fc972637b5a3f1b8c87532053097d48b80e7856ae9812357a7b16bfe9b0",
+    "frames/sub02/EP03_08/img30.jpg": "45407fe64d71c9d1fe234894412a4a92d7a3600f7c86e64d8289569bc0c6cb2f",
+    "frames/sub02/EP03_08/img45.jpg": "6c5d88f3faf0504f7da425242e4a6bfcfd06b8f2eb6c7685637c88b7ffd4ac7e",
+}
+
+
+def test_demo_bytes_are_pinned(small):
+    got = {name: hashlib.sha256((small / name).read_bytes()).hexdigest() for name in PINNED}
+    changed = [name for name in PINNED if got[name] != PINNED[name]]
+    assert not changed, (
+        f"the generated demo changed on this machine or with these packages (cv2 {cv2.__version__}, numpy "
+        f"{np.__version__}): {changed}"
+    )
