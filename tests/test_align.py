@@ -73,3 +73,17 @@ def test_cache_round_trip(tmp_path):
     got, attrs = read_cache(path, "apex")
     np.testing.assert_array_equal(got, imgs)
     assert attrs.filename.tolist() == ["EP00", "EP01", "EP02"] and attrs.frame_apex.tolist() == [10, 11, 12]
+
+
+def test_similarity_is_scikit_images_estimate():
+    # mer.align.similarity stands in for skimage's SimilarityTransform (which loads SciPy at import)
+    from skimage.transform import SimilarityTransform
+
+    from mer.align import similarity
+
+    rng = np.random.default_rng(0)
+    for n in (2, 5, 68):
+        src, dst = rng.normal(size=(n, 2)) * 50 + 200, rng.normal(size=(n, 2)) * 40 + 100
+        assert np.allclose(similarity(src, dst), SimilarityTransform.from_estimate(src, dst).params, atol=1e-9)
+    with pytest.raises(ValueError, match="degenerate"):
+        similarity(np.ones((68, 2)), rng.normal(size=(68, 2)))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import write_crop_cache as write_cache
 
-from mer.engine import fold_seed, train_fold
+from mer.engine import fold_seed, reproducibility, train_fold
 
 CLASSES = ["happiness", "surprise", "others"]
 
@@ -106,3 +106,5 @@ def test_rerun_is_bit_identical(cache, tmp_path):
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "a" / "predictions.tsv").read_bytes() == (tmp_path / "b" / "predictions.tsv").read_bytes()
+    assert json.loads((tmp_path / "a" / "fold.json").read_text())["reproducibility"].startswith("bit-identical")
+    assert "not bit-identical on CUDA" in reproducibility("cuda", True)

@@ -2,8 +2,11 @@
 fallback, the crops' attributes and checksums."""
 
 import hashlib
+import shutil
 
+import cv2
 import h5py
+import numpy as np
 import pandas as pd
 from conftest import EMOTIONS, TASKS
 
@@ -48,3 +51,44 @@ def test_stages_per_frame_and_annotated_fallback(tmp_path, tiny_demo):
         assert g.attrs["sha1_apex"] == hashlib.sha1(src.read_bytes()).hexdigest()
         assert g["onset"].shape == g["apex"].shape == g["mid"].shape == g["annotated"].shape == (48, 48, 3)
         assert h5.attrs["align"] == "all68"
+
+
+def test_face_lost_or_moved_after_the_onset_is_excluded_with_its_reason(tmp_path, tiny_demo):
+    # Clips of one subject: in the first a hand covers the face from mid-clip, in the second the head moves
+    # away by two inner-eye-corner distances from mid-clip; the others are untouched.
+    root = tmp_path / "frames"
+    sheet = pd.read_csv(tiny_demo / "coding.csv", dtype=str, keep_default_na=False)
+    sub = sheet.Subject[0]
+    clips = sheet[sheet.Subject == sub]
+    shutil.copytree(tiny_demo / "frames" / f"sub{sub}", root / f"sub{sub}")
+    write_samples(tiny_demo / "coding.csv", root, DEFAULT_PATTERN, tmp_path / "samples.tsv", tasks=TASKS,
+                  emotions=EMOTIONS)
+    marks = detect_subject(tmp_path / "samples.tsv", sub, root, DEFAULT_PATTERN, tmp_path / "lm.tsv")
+    assert marks.ok.all() and len(marks) == len(clips)
+    covered, moved = clips.iloc[0], clips.iloc[1]
+    for clip, change in ((covered, "cover"), (moved, "move")):
+        m = marks[marks.filename == clip.Filename].iloc[0]
+        iod = np.linalg.norm(np.subtract(*[[m[f"x{k}"], m[f"y{k}"]] for k in (39, 42)]))  # inner eye corners
+        onset, offset = int(clip.OnsetFrame), int(clip.OffsetFrame)
+        for f in range((onset + offset) // 2, offset + 1):
+            path = frame_path(root, DEFAULT_PATTERN, sub, clip.Filename, f)
+            img = cv2.imread(str(path))
+            if change == "cover":  # a skin-coloured hand over the face box
+                cv2.rectangle(img, (int(m.left) - 10, int(m.top) - 10), (int(m.right) + 10, int(m.bottom) + 10),
+                              (120, 150, 200), -1)
+            else:
+                img = cv2.warpAffine(img, np.float32([[1, 0, 2 * iod], [0, 1, 0]]), img.shape[1::-1],
+                                     borderMode=cv2.BORDER_REPLICATE)
+            cv2.imwrite(str(path), img)
+    apex = spot_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", sub, root, DEFAULT_PATTERN,
+                        tmp_path / "apex.tsv", tmp_path / "curves.tsv", eps=3, max_face_shift=0.3)
+    rows = apex.set_index("filename")
+    c, v = rows.loc[covered.Filename], rows.loc[moved.Filename]
+    assert not c.ok and f"sub{sub} {covered.Filename}: face lost at apex frame {c.apex_spotted}" in c.reason
+    assert not v.ok and f"sub{sub} {moved.Filename}: face moved" in v.reason and "apex.max_face_shift 0.3" in v.reason
+    rest = apex[~apex.filename.isin([covered.Filename, moved.Filename])]
+    assert rest.ok.all() and (rest.face_shift < 0.1).all()  # untouched clips: the eyes barely move
+    # no check asked for: every clip is kept
+    kept = spot_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", sub, root, DEFAULT_PATTERN,
+                        tmp_path / "apex2.tsv", tmp_path / "curves2.tsv", eps=3, max_face_shift=None)
+    assert kept.ok.all()

@@ -233,7 +233,7 @@ def test_changed_frames_of_one_subject_rerun_its_preprocessing_and_every_fold(co
     sheet = pd.read_csv(data / "coding.csv", dtype=str)
     clip = sheet[sheet.Subject == "02"].iloc[0]
     frame = data / "frames" / "sub02" / clip.Filename / f"img{int(clip.OnsetFrame) + 3}.jpg"
-    original = frame.read_bytes()
+    original, stat = frame.read_bytes(), frame.stat()
     try:
         import cv2
 
@@ -242,12 +242,18 @@ def test_changed_frames_of_one_subject_rerun_its_preprocessing_and_every_fold(co
         jobs = planned_jobs(dry())
     finally:
         frame.write_bytes(original)
+        os.utime(frame, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as it was: bytes and time
     preprocessing = {(rule, w) for rule, w in jobs if rule in ("detect_landmarks", "spot_apex", "crop_faces")}
     assert preprocessing == {(rule, "subject=02") for rule in ("detect_landmarks", "spot_apex", "crop_faces")}
     counts = {rule: [r for r, _ in jobs].count(rule) for rule, _ in jobs}
     assert counts == {"detect_landmarks": 1, "spot_apex": 1, "crop_faces": 1, "train_fold": 3, "aggregate_loso": 1,
                       "summarize_experiments": 1, "report_preprocessing": 1, "all": 1}
     assert "Nothing to be done" in dry().stdout  # the original frame back: nothing to do again
+    try:  # touched: its subject reruns (a frame counts by path, size and modification time, not by content)
+        os.utime(frame, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5 * 10**9))
+        assert [w for r, w in planned_jobs(dry()) if r == "detect_landmarks"] == ["subject=02"]
+    finally:
+        os.utime(frame, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ up to about eps/2 frames after the true apex of a symmetric rise and fall.
 import numpy as np
 import pandas as pd
 
-from mer.frames import FrameError, read_clip
+from mer.frames import FrameError, frame_path, read_clip, read_frame
 from mer.io import write_tsv
-from mer.landmarks import to_array
+from mer.landmarks import detect_near, face_shift, to_array
 
 # Region centres as dlib-68 indices (or pairs averaged): eyebrows, glabella, inner eye corners,
 # nose sides, lip corners, chin. Sides are from the subject's point of view as dlib numbers them.
@@ -93,11 +93,37 @@ def spot_apex(curve, eps):
     return start + int(np.argmax(curve[start:]))
 
 
+def check_face(gray, mark, frame, max_shift, model_file=None, upsample=0):
+    """(problem or '', eye shift in inter-ocular distances) of the face at `frame` (its grey image) against
+    the clip's one landmark row `mark`: the face must still be there, near the landmark frame's box, and
+    its eyes within `max_shift` inter-ocular distances of where they were."""
+    box = (mark.left, mark.top, mark.right, mark.bottom)
+    found = detect_near(gray, box, model_file, upsample)
+    if found is None:
+        return f"face lost at apex frame {frame}: no face near the box found at frame {mark.frame}", float("nan")
+    shift = face_shift(to_array(pd.DataFrame([mark]))[0], found[1])
+    if shift > max_shift:
+        return (f"face moved {shift:.2f} inter-ocular distances between frame {mark.frame} and apex frame "
+                f"{frame} (more than apex.max_face_shift {max_shift})"), shift
+    return "", shift
+
+
 def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves_out, *, eps=3,
-                 use_offset=True, region_scale=0.5, threads=1):
+                 use_offset=True, region_scale=0.5, threads=1, max_face_shift=0.3, model_file=None, upsample=0,
+                 reduce=2):
     """Spot every clip of one subject. Writes per clip (out): sheet apex, spotted apex, the annotated
     choice (sheet apex, or the spotted one where the sheet has none, flagged), and the mid frame
-    (midway between onset and spotted apex, the paper's non-apex ablation); and the M_i curves."""
+    (midway between onset and spotted apex, the paper's non-apex ablation); and the M_i curves.
+
+    With one landmark row per clip, the face is detected again at the spotted apex (`check_face`): a
+    clip whose face is gone there, or has moved more than `max_face_shift` inter-ocular distances
+    (None: no check), is excluded with the reason, since its crops would be aligned on the wrong place.
+    With per-frame landmarks every frame has its own face already (a frame without one excludes the
+    clip at landmarks), and the crops use the apex frame's own points.
+
+    reduce: the clip is decoded in grey scaled down by this factor (1, 2 or 4; libjpeg's DCT scaling),
+    and the regions with it. Every frame is decoded once here; the face check decodes the apex frame again
+    at full scale."""
     samples = pd.read_csv(samples_tsv, sep="\t", dtype={"subject": str})
     marks = pd.read_csv(landmarks_tsv, sep="\t", dtype={"subject": str})
     clips = samples[(samples.subject == subject) & samples.included]
@@ -113,18 +139,34 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
             rows.append(row)
             continue
         try:
-            clip = read_clip(root, pattern, subject, r.filename, onset, offset, threads=threads)
+            clip = read_clip(root, pattern, subject, r.filename, onset, offset, threads=threads, reduce=reduce)
         except FrameError as e:
             row["reason"] = f"sub{subject} {r.filename}: {e}"
             rows.append(row)
             continue
-        pts = to_array(lm)
+        pts = to_array(lm) / reduce  # landmarks in the reduced clip's px
         if len(lm) == 1:
             boxes = region_boxes(pts[0], clip.shape[1:], region_scale)
         else:
             boxes = [region_boxes(p, clip.shape[1:], region_scale) for p in pts]
         m = spot_curve(clip, boxes, eps=eps, use_offset=use_offset)
         apex = onset + spot_apex(m, eps)
+        curves += [{"subject": subject, "filename": r.filename, "frame": onset + k, "m": float(v)}
+                   for k, v in enumerate(m)]
+        row["apex_spotted"] = apex
+        if len(lm) == 1 and max_face_shift is not None:
+            try:
+                gray = read_frame(frame_path(root, pattern, subject, r.filename, apex))
+            except FrameError as e:
+                row["reason"] = f"sub{subject} {r.filename}: {e}"
+                rows.append(row)
+                continue
+            problem, row["face_shift"] = check_face(gray, lm.iloc[0], apex, max_face_shift, model_file,
+                                                    upsample)
+            if problem:
+                row["reason"] = f"sub{subject} {r.filename}: {problem}"
+                rows.append(row)
+                continue
         fallback = pd.isna(r.apex)
         row.update({
             "apex_spotted": apex,
@@ -136,11 +178,9 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
         if fallback:
             print(f"NOTE: sub{subject} {r.filename}: sheet apex missing; 'annotated' uses spotted apex {apex}")
         rows.append(row)
-        curves += [{"subject": subject, "filename": r.filename, "frame": onset + k, "m": float(v)}
-                   for k, v in enumerate(m)]
     table = pd.DataFrame(rows, columns=["subject", "filename", "onset", "offset", "apex_sheet",
                                         "apex_spotted", "apex_annotated", "annotated_fallback", "mid",
-                                        "ok", "reason"])
+                                        "face_shift", "ok", "reason"])
     for col in ("apex_sheet", "apex_spotted", "apex_annotated", "mid"):
         table[col] = table[col].astype("Int64")
     write_tsv(pd.DataFrame(curves, columns=["subject", "filename", "frame", "m"]), curves_out)

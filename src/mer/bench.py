@@ -1,6 +1,10 @@
+import contextlib
+import io
 import json
+import resource
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
@@ -180,13 +184,69 @@ def bench_preprocess(sheet, work, threads=2):
     snakefile = Path(__file__).resolve().parents[2] / "Snakefile"
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(work),
            "--configfile", str(work / "config.yaml"), "--cores", str(threads), "--forceall", "--quiet"]
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime  # Snakemake and every job, s
     samples = pd.read_csv(work / "results" / "samples.tsv", sep="\t")
     frames = int((samples.offset - samples.onset + 1)[samples.included].sum())
     errors = pd.read_csv(work / "results" / "preprocessing" / "apex_error.tsv", sep="\t")
     print(f"demo generation (mirror of {sheet}): {t_demo:.1f} s (0 if it already existed)")
     print(f"preprocessing: {len(samples)} clips, {frames} frames, {threads} cores")
-    print(f"  wall time {wall:.1f} s, {frames / wall:.0f} frames/s (read_sheet + landmarks + apex + crops + report)")
+    print(f"  wall time {wall:.1f} s, {frames / wall:.0f} frames/s (read_sheet + landmarks + apex + crops + report); "
+          f"CPU {cpu:.1f} s in all")
+    print(stage_breakdown(work / "results" / "benchmarks", cpu).to_string(index=False))
     print(errors.to_string(index=False))
+    floor = preprocess_in_process(work / "results" / "samples.tsv", data / "frames", work / "floor", threads)
+    print(f"the same landmarks, apex and crops calls for every subject in {threads} processes, without Snakemake's "
+          f"per-job start-up: {floor:.1f} s wall (the floor that per-subject jobs add their start-up to)")
+
+
+def _subject_chain(args):
+    """Landmarks, apex and crops of one subject, as the three rules run them (defaults of the schema)."""
+    from mer.apex import spot_subject
+    from mer.crops import crop_subject
+    from mer.frames import DEFAULT_PATTERN
+    from mer.landmarks import detect_subject
+
+    samples, root, out, subject = args
+    lm, apex = out / f"sub{subject}_landmarks.tsv", out / f"sub{subject}_apex.tsv"
+    with contextlib.redirect_stdout(io.StringIO()):
+        detect_subject(samples, subject, root, DEFAULT_PATTERN, lm)
+        spot_subject(samples, lm, subject, root, DEFAULT_PATTERN, apex, out / f"sub{subject}_curves.tsv")
+        crop_subject(samples, lm, apex, subject, root, DEFAULT_PATTERN, out / f"sub{subject}.h5")
+
+
+def preprocess_in_process(samples, root, out, threads):
+    """Wall seconds of the per-subject chain for every subject in `threads` worker processes."""
+    import pandas as pd
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = pd.read_csv(samples, sep="\t", dtype={"subject": str})
+    subjects = sorted(s[s.included].subject.unique())
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(threads) as pool:
+        list(pool.map(_subject_chain, [(samples, root, out, sub) for sub in subjects]))
+    return time.perf_counter() - t0
+
+
+def stage_breakdown(benchmarks, cpu_total):
+    """Per rule, from Snakemake's `benchmark:` files: jobs, summed job wall time (s, Python start-up
+    included) and CPU time (s). The last row is what the jobs do not account for: Snakemake itself
+    (DAG, input checks, job start)."""
+    import pandas as pd
+
+    rows = []
+    for folder in sorted(p for p in Path(benchmarks).iterdir()):
+        files = [folder] if folder.is_file() else sorted(folder.glob("*.tsv"))
+        t = pd.concat([pd.read_csv(f, sep="\t") for f in files])
+        rows.append({"stage": folder.name.removesuffix(".tsv"), "jobs": len(t), "wall s": t.s.sum(),
+                     "wall s/job": t.s.mean(), "CPU s": t.cpu_time.sum()})
+    table = pd.DataFrame(rows)
+    rest = cpu_total - table["CPU s"].sum()
+    rows.append({"stage": "snakemake (scheduler)", "jobs": 1, "wall s": float("nan"), "wall s/job": float("nan"),
+                 "CPU s": rest})
+    return pd.DataFrame(rows).round(2)

@@ -178,6 +178,20 @@ def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, 
     return info
 
 
+def reproducibility(device, deterministic):
+    """What a rerun of this fold reproduces, as fold.json states it."""
+    if torch.device(device).type == "cpu":
+        return ("bit-identical when rerun on this machine with the same thread count and package versions "
+                "(tested); another CPU may round differently (oneDNN picks kernels by CPU features), so "
+                "results differ across machines within the run-to-run spread")
+    return ("not bit-identical on CUDA: "
+            + ("cuDNN and cuBLAS run deterministic kernels, but the global average pool's backward has no "
+               "deterministic CUDA kernel (atomic adds), so reruns agree to rounding only"
+               if deterministic else
+               "cuDNN picks its fastest kernels per run (train.deterministic: false), so reruns agree to "
+               "rounding only"))
+
+
 def write_fold(fold, data, probs, classes, model_state, c, run, start, extra, seconds):
     """A finished fold's predictions.tsv, model.pt and, last, fold.json (metrics.csv is written per epoch).
 
@@ -198,6 +212,7 @@ def write_fold(fold, data, probs, classes, model_state, c, run, start, extra, se
         n_val=len(fold.val), n_test=len(test), epochs_run=epochs, resumed_from_epoch=start,
         epochs_this_run=epochs - start, seed=fold.seed, device=str(run["device"]), amp_bf16=run["amp"],
         channels_last=run["channels_last"], deterministic=bool(c["deterministic"]),
+        reproducibility=reproducibility(run["device"], bool(c["deterministic"])),
         threads=torch.get_num_threads(),
         versions=dict(python=platform.python_version(), torch=torch.__version__,
                       torchvision=torchvision.__version__, timm=timm.__version__, numpy=np.__version__),

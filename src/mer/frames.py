@@ -1,6 +1,7 @@
 """Locate and decode the frames of a clip."""
 
 import functools
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,22 +38,28 @@ def _jpeg_complete(data):
     return data[:2] == b"\xff\xd8" and b"\xff\xd9" in data[-64:]
 
 
-def read_frame(path, gray=True):
+def read_frame(path, gray=True, reduce=1):
     """Decode one frame (uint8, HxW if gray else HxWx3 BGR); FrameError names a bad file."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise FrameError(f"frame missing: {path}") from None
-    return decode_frame(data, path, gray)
+    return decode_frame(data, path, gray, reduce)
 
 
-def decode_frame(data, path, gray=True):
-    """Decode a frame's bytes (read once by the caller, e.g. to hash them too); `path` names it in errors."""
+# OpenCV flags for a grey decode at full, half and quarter scale: libjpeg scales in the DCT, skipping most
+# of the inverse transform's work.
+GRAY_FLAGS = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4}
+
+
+def decode_frame(data, path, gray=True, reduce=1):
+    """Decode a frame's bytes (read once by the caller, e.g. to hash them too); `path` names it in errors.
+    reduce: 1, 2 or 4, the grey image's scale-down (each side)."""
     path = Path(path)
     if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(data):
         raise FrameError(f"corrupt JPEG (truncated or not a JPEG): {path}")
-    flag = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
+    flag = GRAY_FLAGS[reduce] if gray else cv2.IMREAD_COLOR
     img = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if img is None:
         raise FrameError(f"frame does not decode: {path}")
@@ -60,17 +67,42 @@ def decode_frame(data, path, gray=True):
 
 
 def check_frame(path):
-    """None if the frame exists and decodes, else the problem. Decodes at 1/8 scale (DCT scaling in
-    libjpeg), which still reads every entropy-coded block, at a fraction of the cost."""
+    """None if the frame is there and looks whole, else the problem: a cheap check of size and, for a
+    JPEG, its start and end markers (a truncated file lacks the end marker), reading 66 bytes. The full
+    decode happens once, in apex spotting, where a frame that still does not decode excludes its clip
+    with the reason."""
     path = Path(path)
-    if not path.exists():
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(2)
+            fh.seek(max(0, size - 64))
+            tail = fh.read(64)
+    except FileNotFoundError:
         return f"frame missing: {path}"
-    data = path.read_bytes()
-    if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(data):
+    except OSError as e:
+        return f"frame unreadable: {path}: {e.strerror}"
+    if size == 0:
+        return f"frame empty: {path}"
+    if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(head + tail):
         return f"corrupt JPEG (truncated or not a JPEG): {path}"
-    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
-        return f"frame does not decode: {path}"
     return None
+
+
+def fingerprint(root, pattern, clips):
+    """SHA-256 over the path below `root`, size and modification time (s) of every frame of `clips`
+    ((subject, filename, onset, offset) tuples); a missing frame counts as missing. Stands for the frames
+    in a job's params: a new or changed frame changes it, a moved data root does not."""
+    h = hashlib.sha256()
+    for subject, filename, onset, offset in clips:
+        for f in range(onset, offset + 1):
+            rel = pattern.format(subject=subject, filename=filename, frame=f)
+            try:
+                st = os.stat(Path(root) / rel)
+                h.update(f"{rel}\t{st.st_size}\t{int(st.st_mtime)}\n".encode())
+            except FileNotFoundError:
+                h.update(f"{rel}\tmissing\n".encode())
+    return h.hexdigest()
 
 
 def check_clip_frames(clips, root, pattern, threads=2):
@@ -91,8 +123,8 @@ def check_clip_frames(clips, root, pattern, threads=2):
         return list(pool.map(check, clips))
 
 
-def read_clip(root, pattern, subject, filename, onset, offset, gray=True, threads=2):
-    """All frames onset..offset as one array (T, H, W[, 3])."""
+def read_clip(root, pattern, subject, filename, onset, offset, gray=True, threads=2, reduce=1):
+    """All frames onset..offset as one array (T, H, W[, 3]); grey ones scaled down by `reduce`."""
     paths = [frame_path(root, pattern, subject, filename, f) for f in range(onset, offset + 1)]
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        return np.stack(list(pool.map(lambda p: read_frame(p, gray), paths)))
+        return np.stack(list(pool.map(lambda p: read_frame(p, gray, reduce), paths)))

@@ -13,25 +13,59 @@ N_POINTS = 68
 POINT_COLUMNS = [f"x{k}" for k in range(N_POINTS)] + [f"y{k}" for k in range(N_POINTS)]
 
 
+@functools.lru_cache(maxsize=1)
+def _detector():
+    return dlib.get_frontal_face_detector()  # 0.3 s to build
+
+
 @functools.lru_cache(maxsize=4)
-def _models(model_file):
+def _predictor(model_file):
     if model_file is None:
         from mer.dlibmodels import model_path
 
         model_file = model_path()
-    return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(model_file))
+    return dlib.shape_predictor(str(model_file))  # 0.5 s to read the 100 MB model
 
 
 def detect(gray, model_file=None, upsample=0):
     """(box (l, t, r, b) in px, points (68, 2) float) of the largest face, or None if none is found."""
-    detector, predictor = _models(None if model_file is None else str(model_file))
-    faces = detector(gray, upsample)
+    faces = _detector()(gray, upsample)
     if len(faces) == 0:
         return None
     face = max(faces, key=lambda r: r.width() * r.height())
-    shape = predictor(gray, face)
+    shape = _predictor(None if model_file is None else str(model_file))(gray, face)
     pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
     return (face.left(), face.top(), face.right(), face.bottom()), pts
+
+
+def detect_near(gray, box, model_file=None, upsample=0, margin=0.5):
+    """Like `detect`, but searching only `box` (l, t, r, b) grown by `margin` box sides on every side: a
+    fraction of a full-frame search's cost. Full-frame coordinates, or None."""
+    left, top, right, bottom = box
+    m = margin * max(right - left, bottom - top)
+    x0, y0 = int(max(0, left - m)), int(max(0, top - m))
+    x1, y1 = int(min(gray.shape[1], right + m)), int(min(gray.shape[0], bottom + m))
+    faces = _detector()(np.ascontiguousarray(gray[y0:y1, x0:x1]), upsample)
+    if len(faces) == 0:
+        return None
+    f = max(faces, key=lambda r: r.width() * r.height())
+    face = dlib.rectangle(f.left() + x0, f.top() + y0, f.right() + x0, f.bottom() + y0)
+    shape = _predictor(None if model_file is None else str(model_file))(gray, face)
+    pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+    return (face.left(), face.top(), face.right(), face.bottom()), pts
+
+
+def eye_centres(points):
+    """(right, left) eye centres: means of dlib points 36-41 and 42-47 (the image's left eye first), (2, 2) px."""
+    return np.stack([points[36:42].mean(axis=0), points[42:48].mean(axis=0)])
+
+
+def face_shift(points, moved):
+    """How far the eyes moved from `points` to `moved`: the larger eye-centre displacement, in inter-ocular
+    distances (the crops' alignment rests on the eye centres; the face box, quantised by the detector's
+    image pyramid, jumps by up to 0.4 of them between frames of a still face)."""
+    eyes, eyes_moved = eye_centres(points), eye_centres(moved)
+    return float(np.linalg.norm(eyes_moved - eyes, axis=1).max() / np.linalg.norm(eyes[1] - eyes[0]))
 
 
 def to_array(rows):

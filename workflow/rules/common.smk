@@ -1,4 +1,5 @@
 # Config validation, paths and input functions shared by every stage.
+import functools
 import os
 import re
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import min_version, validate
 
+from mer.frames import fingerprint
 from mer.groups import group_of
 from mer.sheet import task_subjects
 
@@ -62,22 +64,29 @@ def subjects():
 
 
 def subject_frames(wildcards):
-    """Every frame of the subject's included clips: new frames rerun that subject alone. The demo's
-    frames are one directory output of make_demo, so they are tracked through it instead.
+    """A param standing for every frame of the subject's included clips (mer.frames.fingerprint: paths
+    below the root, sizes, modification times): Snakemake reruns a job whose params changed, so changed
+    frames rerun that subject alone. Not input files: Snakemake re-stats every input of every waiting
+    job in each scheduling round, which for CASME II's 17,000 frames cost more CPU than the whole
+    preprocessing. The demo's frames are one directory output of make_demo, tracked through it instead.
     """
     if DEMO:
-        return []
+        return "demo"
+    return _frames_fingerprint(wildcards.subject)
+
+
+@functools.cache  # once per subject and run: two rules ask, some more than once
+def _frames_fingerprint(subject):
     s = samples()
-    pattern = config["data"]["frame_pattern"]
-    clips = s[(s.subject == wildcards.subject) & s.included]
-    return [
-        str(
-            Path(FRAMES_ROOT)
-            / pattern.format(subject=wildcards.subject, filename=r.filename, frame=f)
-        )
-        for r in clips.itertuples()
-        for f in range(int(r.onset), int(r.offset) + 1)
-    ]
+    clips = s[(s.subject == subject) & s.included]
+    return fingerprint(
+        FRAMES_ROOT,
+        config["data"]["frame_pattern"],
+        [
+            (r.subject, r.filename, int(r.onset), int(r.offset))
+            for r in clips.itertuples()
+        ],
+    )
 
 
 def per_subject(pattern):

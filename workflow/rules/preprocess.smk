@@ -7,6 +7,8 @@ checkpoint read_sheet:
         samples=f"{RES}/samples.tsv",
     log:
         f"{RES}/logs/read_sheet.log",
+    benchmark:
+        f"{RES}/benchmarks/read_sheet.tsv"
     conda:
         "../envs/preprocess.yaml"
     threads: 2
@@ -22,18 +24,20 @@ checkpoint read_sheet:
 rule detect_landmarks:
     input:
         samples=f"{RES}/samples.tsv",
-        frames=subject_frames,
         code=code("landmarks", "frames"),
     output:
         f"{RES}/landmarks/sub{{subject}}.tsv",
     log:
         f"{RES}/logs/detect_landmarks/sub{{subject}}.log",
+    benchmark:
+        f"{RES}/benchmarks/detect_landmarks/sub{{subject}}.tsv"
     conda:
         "../envs/preprocess.yaml"
     params:
         root=FRAMES_ROOT,
         pattern=lambda wc: config["data"]["frame_pattern"],  # a function: no wildcard expansion
         landmarks=config["landmarks"],
+        frames=subject_frames,
     script:
         "../scripts/detect_landmarks.py"
 
@@ -42,19 +46,22 @@ rule spot_apex:
     input:
         samples=f"{RES}/samples.tsv",
         landmarks=f"{RES}/landmarks/sub{{subject}}.tsv",
-        frames=subject_frames,
-        code=code("apex", "frames"),
+        code=code("apex", "frames", "landmarks"),
     output:
         apex=f"{RES}/apex/sub{{subject}}.tsv",
         curves=f"{RES}/apex/sub{{subject}}_curves.tsv",
     log:
         f"{RES}/logs/spot_apex/sub{{subject}}.log",
+    benchmark:
+        f"{RES}/benchmarks/spot_apex/sub{{subject}}.tsv"
     conda:
         "../envs/preprocess.yaml"
     params:
         root=FRAMES_ROOT,
         pattern=lambda wc: config["data"]["frame_pattern"],  # a function: no wildcard expansion
         apex=config["apex"],
+        landmarks=config["landmarks"],  # the face check at the apex detects with the same model
+        frames=subject_frames,
     script:
         "../scripts/spot_apex.py"
 
@@ -69,6 +76,8 @@ rule crop_faces:
         f"{RES}/crops/sub{{subject}}.h5",
     log:
         f"{RES}/logs/crop_faces/sub{{subject}}.log",
+    benchmark:
+        f"{RES}/benchmarks/crop_faces/sub{{subject}}.tsv"
     conda:
         "../envs/preprocess.yaml"
     params:
@@ -107,6 +116,8 @@ rule report_preprocessing:
         ),
     log:
         f"{RES}/logs/report_preprocessing.log",
+    benchmark:
+        f"{RES}/benchmarks/report_preprocessing.tsv"
     conda:
         "../envs/preprocess.yaml"
     params:

@@ -2,7 +2,9 @@ from mer.apex import spot_subject
 from mer.io import log_to
 
 log_to(snakemake.log[0])
-p = snakemake.params.apex
+p, lm = snakemake.params.apex, snakemake.params.landmarks
 spot_subject(snakemake.input.samples, snakemake.input.landmarks, snakemake.wildcards.subject,
              snakemake.params.root, snakemake.params.pattern, snakemake.output.apex, snakemake.output.curves,
-             eps=p["eps"], use_offset=p["use_offset"], region_scale=p["region_scale"], threads=snakemake.threads)
+             eps=p["eps"], use_offset=p["use_offset"], region_scale=p["region_scale"], threads=snakemake.threads,
+             max_face_shift=p["max_face_shift"], reduce=p["reduce"], model_file=lm["model"],
+             upsample=lm["upsample"])
