@@ -168,3 +168,22 @@ def test_symlink_out_of_the_root_is_refused(tmp_path):
         assert name in s.reason.iloc[i] and "outside the data root" in s.reason.iloc[i]
     with pytest.raises(FrameError, match="outside the data root"):
         frame_path(root, PATTERN, "02", "EP03_01", 2)
+
+
+def test_frames_fingerprint_follows_the_frames_not_the_root(tmp_path):
+    import os
+    import shutil
+
+    from mer.frames import fingerprint
+
+    root, _ = _frames_case(tmp_path)
+    clips = [("01", "EP01_01", 1, 6), ("01", "EP02_01", 1, 6)]
+    before = fingerprint(root, PATTERN, clips)
+    moved = shutil.copytree(root, tmp_path / "moved")  # contents and times, as cp -a
+    assert fingerprint(moved, PATTERN, clips) == before
+    frame = root / "sub01/EP02_01/img3.jpg"
+    st = frame.stat()
+    os.utime(frame, ns=(st.st_atime_ns, st.st_mtime_ns + 2 * 10**9))
+    assert fingerprint(root, PATTERN, clips) != before
+    frame.unlink()
+    assert fingerprint(root, PATTERN, clips) not in (before, fingerprint(moved, PATTERN, clips[:1]))
