@@ -19,3 +19,14 @@ def test_failed_block_leaves_no_file(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []  # neither b.txt nor the temporary .part file
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "checkpoint.pt"
+    stale = tmp_path / ".checkpoint.pt.k1ll3d_x.part"  # as mkstemp names it; its writer was SIGKILLed
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".checkpoint.pt.other.tsv.abcdefgh.part"  # another output's temp: kept
+    other.write_bytes(b"x")
+    write_text("done", target)
+    assert target.read_text() == "done" and not stale.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "checkpoint.pt"]

@@ -1,6 +1,7 @@
 """Atomic file output: a killed job never leaves a file that looks complete."""
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -16,9 +17,14 @@ def _umask():
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A temp file of an earlier writer of `path` that was killed (SIGKILL runs no cleanup) is removed first:
+    one job writes an output at a time, and a checkpoint's leftover is a fold's whole size."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.????????.part"):  # mkstemp: 8 random characters
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:

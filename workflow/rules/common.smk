@@ -98,7 +98,10 @@ def all_targets(wildcards):
     """Every output, per subject and per fold too: Snakemake does not remake a deleted intermediate
     file whose downstream outputs are up to date, so each one is a target in its own right.
     """
-    targets = [f"{RES}/preprocessing/report.md"]
+    # every output of the report and aggregation jobs, not one of each: after a kill, Snakemake 9.27
+    # remakes a job downstream of the read_sheet checkpoint only if an output asked for is missing
+    # (it ignores those jobs' incomplete markers), and a killed job may have written some outputs
+    targets = list(rules.report_preprocessing.output)
     for s in subjects():
         targets += [
             f"{RES}/landmarks/sub{s}.tsv",
@@ -112,6 +115,7 @@ def all_targets(wildcards):
                 f"{folds}/{s}/{f}"
                 for f in ("model.pt", "metrics.csv", "predictions.tsv", "fold.json")
             ]
+        targets += expand(rules.aggregate_loso.output, experiment=name)
     if EXPERIMENTS:
         targets += [f"{RES}/summary.md", f"{RES}/summary.tsv", f"{RES}/summary.html"]
     return targets
