@@ -93,15 +93,15 @@ def spot_apex(curve, eps):
     return start + int(np.argmax(curve[start:]))
 
 
-def check_face(gray, mark, frame, max_shift, model_file=None, upsample=0):
+def check_face(gray, mark, frame, max_shift, upsample=0):
     """(problem or '', eye shift in inter-ocular distances) of the face at `frame` (its grey image) against
     the clip's one landmark row `mark`: the face must still be there, near the landmark frame's box, and
     its eyes within `max_shift` inter-ocular distances of where they were."""
     box = (mark.left, mark.top, mark.right, mark.bottom)
-    found = detect_near(gray, box, model_file, upsample)
+    found = detect_near(gray, box, upsample)
     if found is None:
         return f"face lost at apex frame {frame}: no face near the box found at frame {mark.frame}", float("nan")
-    shift = face_shift(to_array(pd.DataFrame([mark]))[0], found[1])
+    shift = face_shift(to_array(pd.DataFrame([mark]))[0], found)
     if shift > max_shift:
         return (f"face moved {shift:.2f} inter-ocular distances between frame {mark.frame} and apex frame "
                 f"{frame} (more than apex.max_face_shift {max_shift})"), shift
@@ -109,8 +109,7 @@ def check_face(gray, mark, frame, max_shift, model_file=None, upsample=0):
 
 
 def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves_out, *, eps=3,
-                 use_offset=True, region_scale=0.5, threads=1, max_face_shift=0.3, model_file=None, upsample=0,
-                 reduce=2):
+                 use_offset=True, region_scale=0.5, threads=1, max_face_shift=0.3, upsample=0, reduce=2):
     """Spot every clip of one subject. Writes per clip (out): sheet apex, spotted apex, the annotated
     choice (sheet apex, or the spotted one where the sheet has none, flagged), and the mid frame
     (midway between onset and spotted apex, the paper's non-apex ablation); and the M_i curves.
@@ -161,8 +160,7 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
                 row["reason"] = f"sub{subject} {r.filename}: {e}"
                 rows.append(row)
                 continue
-            problem, row["face_shift"] = check_face(gray, lm.iloc[0], apex, max_face_shift, model_file,
-                                                    upsample)
+            problem, row["face_shift"] = check_face(gray, lm.iloc[0], apex, max_face_shift, upsample)
             if problem:
                 row["reason"] = f"sub{subject} {r.filename}: {problem}"
                 rows.append(row)

@@ -38,9 +38,16 @@ def detect(gray, model_file=None, upsample=0):
     return (face.left(), face.top(), face.right(), face.bottom()), pts
 
 
-def detect_near(gray, box, model_file=None, upsample=0, margin=0.5):
-    """Like `detect`, but searching only `box` (l, t, r, b) grown by `margin` box sides on every side: a
-    fraction of a full-frame search's cost. Full-frame coordinates, or None."""
+# dlib's 5-point model (shape_predictor_5_face_landmarks.dat, beside the 68-point one): its points 2, 3, 1, 0
+# are the eye corners that the 68-point scheme numbers 36, 39, 42, 45 (within 1 px of them on the demo).
+EYE_CORNERS = [36, 39, 42, 45]
+EYE_CORNERS_5 = [2, 3, 1, 0]
+
+
+def detect_near(gray, box, upsample=0, margin=0.5):
+    """The eye corners (points 36, 39, 42, 45; (4, 2) px) of the largest face found in `box` (l, t, r, b)
+    grown by `margin` box sides on every side, or None. A fraction of a full-frame search's cost, and the
+    5-point model (9 MB, 0.06 s to read) instead of the 68-point one (100 MB, 0.5 s): one per apex job."""
     left, top, right, bottom = box
     m = margin * max(right - left, bottom - top)
     x0, y0 = int(max(0, left - m)), int(max(0, top - m))
@@ -50,9 +57,15 @@ def detect_near(gray, box, model_file=None, upsample=0, margin=0.5):
         return None
     f = max(faces, key=lambda r: r.width() * r.height())
     face = dlib.rectangle(f.left() + x0, f.top() + y0, f.right() + x0, f.bottom() + y0)
-    shape = _predictor(None if model_file is None else str(model_file))(gray, face)
-    pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-    return (face.left(), face.top(), face.right(), face.bottom()), pts
+    parts = _predictor5()(gray, face).parts()
+    return np.array([(parts[k].x, parts[k].y) for k in EYE_CORNERS_5], dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _predictor5():
+    from mer.dlibmodels import model_path
+
+    return dlib.shape_predictor(str(model_path("shape_predictor_5_face_landmarks.dat")))
 
 
 def eye_centres(points):
@@ -60,12 +73,14 @@ def eye_centres(points):
     return np.stack([points[36:42].mean(axis=0), points[42:48].mean(axis=0)])
 
 
-def face_shift(points, moved):
-    """How far the eyes moved from `points` to `moved`: the larger eye-centre displacement, in inter-ocular
-    distances (the crops' alignment rests on the eye centres; the face box, quantised by the detector's
-    image pyramid, jumps by up to 0.4 of them between frames of a still face)."""
-    eyes, eyes_moved = eye_centres(points), eye_centres(moved)
-    return float(np.linalg.norm(eyes_moved - eyes, axis=1).max() / np.linalg.norm(eyes[1] - eyes[0]))
+def face_shift(points, corners):
+    """How far the eyes moved from the 68 `points` to the eye `corners` (36, 39, 42, 45) found later: the
+    larger displacement of an eye's corner midpoint, in inter-ocular distances (the crops' alignment rests
+    on the eyes; the face box, quantised by the detector's image pyramid, jumps by up to 0.4 of them between
+    frames of a still face)."""
+    eyes = points[EYE_CORNERS].reshape(2, 2, 2).mean(axis=1)
+    moved = np.asarray(corners).reshape(2, 2, 2).mean(axis=1)
+    return float(np.linalg.norm(moved - eyes, axis=1).max() / np.linalg.norm(eyes[1] - eyes[0]))
 
 
 def to_array(rows):

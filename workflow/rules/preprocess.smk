@@ -60,7 +60,7 @@ rule spot_apex:
         root=FRAMES_ROOT,
         pattern=lambda wc: config["data"]["frame_pattern"],  # a function: no wildcard expansion
         apex=config["apex"],
-        landmarks=config["landmarks"],  # the face check at the apex detects with the same model
+        landmarks=config["landmarks"],  # the face check at the apex detects with the same upsampling
         frames=subject_frames,
     script:
         "../scripts/spot_apex.py"
