@@ -190,7 +190,7 @@ def bench_preprocess(sheet, work, threads=2):
     wall = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime  # Snakemake and every job, s
-    samples = pd.read_csv(work / "results" / "samples.tsv", sep="\t")
+    samples = pd.read_csv(work / "results" / "samples.tsv", sep="\t", dtype={"subject": str})
     frames = int((samples.offset - samples.onset + 1)[samples.included].sum())
     errors = pd.read_csv(work / "results" / "preprocessing" / "apex_error.tsv", sep="\t")
     print(f"demo generation (mirror of {sheet}): {t_demo:.1f} s (0 if it already existed)")
@@ -199,7 +199,8 @@ def bench_preprocess(sheet, work, threads=2):
           f"CPU {cpu:.1f} s in all")
     print(stage_breakdown(work / "results" / "benchmarks", cpu).to_string(index=False))
     print(errors.to_string(index=False))
-    floor = preprocess_in_process(work / "results" / "samples.tsv", data / "frames", work / "floor", threads)
+    subjects = sorted(samples[samples.included].subject.unique())
+    floor = preprocess_in_process(work / "results" / "samples.tsv", subjects, data / "frames", work / "floor", threads)
     print(f"the same landmarks, apex and crops calls for every subject in {threads} processes, without Snakemake's "
           f"per-job start-up: {floor:.1f} s wall (the floor that per-subject jobs add their start-up to)")
 
@@ -219,14 +220,10 @@ def _subject_chain(args):
         crop_subject(samples, lm, apex, subject, root, DEFAULT_PATTERN, out / f"sub{subject}.h5")
 
 
-def preprocess_in_process(samples, root, out, threads):
+def preprocess_in_process(samples, subjects, root, out, threads):
     """Wall seconds of the per-subject chain for every subject in `threads` worker processes."""
-    import pandas as pd
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    s = pd.read_csv(samples, sep="\t", dtype={"subject": str})
-    subjects = sorted(s[s.included].subject.unique())
     t0 = time.perf_counter()
     with ProcessPoolExecutor(threads) as pool:
         list(pool.map(_subject_chain, [(samples, root, out, sub) for sub in subjects]))
@@ -245,8 +242,7 @@ def stage_breakdown(benchmarks, cpu_total):
         t = pd.concat([pd.read_csv(f, sep="\t") for f in files])
         rows.append({"stage": folder.name.removesuffix(".tsv"), "jobs": len(t), "wall s": t.s.sum(),
                      "wall s/job": t.s.mean(), "CPU s": t.cpu_time.sum()})
-    table = pd.DataFrame(rows)
-    rest = cpu_total - table["CPU s"].sum()
+    rest = cpu_total - sum(r["CPU s"] for r in rows)
     rows.append({"stage": "snakemake (scheduler)", "jobs": 1, "wall s": float("nan"), "wall s/job": float("nan"),
                  "CPU s": rest})
     return pd.DataFrame(rows).round(2)

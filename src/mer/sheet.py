@@ -148,8 +148,8 @@ def read_sheet(path, *, tasks, emotions=None, subject_width=2):
         line = i + 2  # spreadsheet line: header is line 1
         problems = []
         subject = cell_text(r.subject)
-        if unsafe_name(subject):
-            problems.append(f"column Subject: {unsafe_name(subject)}")
+        if why := unsafe_name(subject):
+            problems.append(f"column Subject: {why}")
             subject = repr(subject)  # as the reason prints it
         else:
             try:
@@ -159,8 +159,8 @@ def read_sheet(path, *, tasks, emotions=None, subject_width=2):
         filename = cell_text(r.filename)
         if not filename:
             problems.append("column Filename: empty")
-        elif unsafe_name(filename):
-            problems.append(f"column Filename: {unsafe_name(filename)}")
+        elif why := unsafe_name(filename):
+            problems.append(f"column Filename: {why}")
             filename = repr(filename)  # never a path, and printable in the reason
         frames = {}
         for col in ("onset", "offset"):
