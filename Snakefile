@@ -16,3 +16,9 @@ rule all:
     default_target: True
     input:
         all_targets,
+
+
+# Final models for `mer predict`: every experiment trained on every subject (after its LOSO run).
+rule final:
+    input:
+        [f"{RES}/{name}/final/model.json" for name in EXPERIMENTS],

@@ -1,4 +1,4 @@
-"""The `mer` console script: demo data and benchmarks. The workflow itself runs under snakemake."""
+"""The `mer` console script: demo data, benchmarks and predictions. The workflow itself runs under snakemake."""
 
 import argparse
 import sys
@@ -46,7 +46,29 @@ def main(argv=None):
     bproto.add_argument("--cuda-graph", default="auto", choices=["auto", "true", "false"],
                         help="capture the fused step as a CUDA graph (default auto: on CUDA)")
 
+    pred = sub.add_parser("predict", help="recognise the micro-expression in a video or a folder of frames")
+    pred.add_argument("input", help="a video file (mp4, avi, mov) or a folder of frames (img*.jpg or any images)")
+    pred.add_argument("--model", required=True,
+                      help="model.pt, its folder, or an experiment folder (final/ model, else its fold models)")
+    pred.add_argument("--ensemble", action="store_true",
+                      help="use the experiment's LOSO fold models, averaging their probabilities")
+    pred.add_argument("--onset", type=int, default=None, help="first frame of the clip (default: the first)")
+    pred.add_argument("--offset", type=int, default=None, help="last frame of the clip (default: the last)")
+    pred.add_argument("--apex", type=int, default=None, help="use this apex frame instead of the spotted one")
+    pred.add_argument("--window", type=int, default=None,
+                      help="a long input: slide a window of this many frames and predict where it moves")
+    pred.add_argument("--stride", type=int, default=None, help="window step in frames (default: window / 4)")
+    pred.add_argument("--threshold", type=float, default=2.5, help="peak M_i a window needs (default 2.5)")
+    pred.add_argument("--rest", type=float, default=0.8,
+                      help="a window must start and end at rest: |first - last| below this share of the motion")
+    pred.add_argument("--out", default=None, help="folder for prediction.json and prediction.png")
+    pred.add_argument("--json", action="store_true", help="print JSON instead of text")
+    pred.add_argument("--device", default=None, help="cpu or cuda (default: cuda if there is one)")
+    pred.add_argument("--verbose", action="store_true", help="also print the time taken, model load included")
+
     args = parser.parse_args(argv)
+    if args.command == "predict":
+        return run_predict(args)
     if args.command == "demo":
         from mer.demo import make_demo
 
@@ -70,6 +92,55 @@ def main(argv=None):
         bench_protocol(args.crops, epochs=args.epochs, fold_group=group, device=args.device, work=args.work,
                        backbone=args.backbone, size=args.size, batch_size=args.batch,
                        cuda_graph={"auto": "auto", "true": True, "false": False}[args.cuda_graph])
+    return 0
+
+
+def run_predict(args):
+    """`mer predict`: text, JSON (--json) and files (--out); exit status 2 with the reason on bad input."""
+    import json
+    import time
+    from pathlib import Path
+
+    t0 = time.perf_counter()
+    from mer.frames import FrameError, open_clip
+    from mer.io import write_json, write_tsv
+    from mer.predict import PredictError, load_model, plot_prediction, predict_clip, spot_windows
+
+    try:
+        model = load_model(args.model, args.device, args.ensemble)
+        t_model = time.perf_counter() - t0
+        clip = open_clip(args.input)
+        if args.window:
+            table, preds = spot_windows(clip, model, args.window, args.stride, args.threshold, args.rest)
+        else:
+            preds = [predict_clip(clip, model, args.onset, args.offset, args.apex)]
+    except (PredictError, FrameError) as e:
+        print(f"mer predict: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else None
+    if out:
+        if args.window:
+            write_tsv(table, out / "windows.tsv")
+        write_json([p.to_json() for p in preds] if args.window else preds[0].to_json(), out / "prediction.json")
+        for k, p in enumerate(preds):
+            plot_prediction(p, out / (f"window{k + 1:03d}.png" if args.window else "prediction.png"))
+    seconds = time.perf_counter() - t0
+    if args.json:
+        body = [p.to_json() for p in preds] if args.window else preds[0].to_json()
+        print(json.dumps(body if not args.window else {"windows": table.to_dict("records"), "predictions": body},
+                         default=str))
+    elif args.window:
+        print(table.to_string(index=False) if len(table) else "no window moved more than the threshold")
+    else:
+        p = preds[0]
+        how = "spotted" if p.apex == p.apex_spotted else f"given; spotted {p.apex_spotted}"
+        print(f"input: {p.input}, frames {p.onset}..{p.offset}; apex {p.apex} ({how}); model saw frame {p.frame}")
+        print(f"class: {p.label}")
+        for k, v in sorted(p.probabilities.items(), key=lambda kv: -kv[1]):
+            print(f"  {k:<12} {v:.3f}")
+    if args.verbose:
+        print(f"time: {seconds:.2f} s in all ({t_model:.2f} s to load the model on {model.device}, "
+              f"{len(model.nets)} network(s))", file=sys.stderr)
     return 0
 
 

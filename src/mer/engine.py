@@ -33,6 +33,7 @@ import torch
 import torchvision
 from tqdm import tqdm
 
+import mer
 from mer.augment import Inputs, draw_epoch, to_device
 from mer.data import epoch_seed, fold_subjects, held_out_mask, load_samples, subject_key
 from mer.io import atomic_path, write_csv, write_json, write_tsv
@@ -79,10 +80,20 @@ def resolve(cfg):
     return c
 
 
+# held_out of the final model (train_final): every subject trains, none is held out.
+FINAL = "final"
+# The `format` entry of every model.pt and model.json this version writes; mer predict reads only this one.
+MODEL_FORMAT = "mer-model/1"
+
+
 def plan_fold(data, held_out, c, out_dir):
-    """The Fold of `held_out` over `data` (a Split of every sample of the task)."""
+    """The Fold of `held_out` over `data` (a Split of every sample of the task); held_out FINAL: every
+    sample trains (an empty test set)."""
     seed = fold_seed(c["seed"], held_out)
-    is_test = held_out_mask(data, held_out, c["task"])
+    if held_out == FINAL:
+        is_test = np.zeros(len(data.subjects), dtype=bool)
+    else:
+        is_test = held_out_mask(data, held_out, c["task"])
     train = np.flatnonzero(~is_test)
     train, val = _inner_val_split(train, [data.subjects[i] for i in train], float(c["inner_val"]), seed)
     if len(train) == 0:
@@ -108,6 +119,7 @@ def run_settings(c, device):
 def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, progress=True,
                max_epochs_this_run=None, extra_info=None):
     """Train cfg's model without `held_out`, then write model.pt, metrics.csv, predictions.tsv, fold.json.
+    held_out FINAL: train on every subject and write model.pt, metrics.csv and model.json (write_final).
 
     max_epochs_this_run: stop after this many epochs in this call without writing the final outputs,
     as if the job were killed there (for tests of resume). Returns fold.json's content, or None then.
@@ -170,10 +182,13 @@ def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, 
         if stop < epochs:
             return None
 
-    probs = predict(model, images[fold.test], inputs, run)
     model_state = state(model.state_dict(), optimizer.state_dict(), epochs, cfg, held_out, history)
-    info = write_fold(fold, data, probs, classes, model_state, c, run, start,
-                      dict(compiled=step_model is not model, **(extra_info or {})), time.time() - t_start)
+    extra = dict(compiled=step_model is not model, **(extra_info or {}))
+    if held_out == FINAL:
+        info = write_final(fold, data, model_state, c, run, extra, time.time() - t_start)
+    else:
+        probs = predict(model, images[fold.test], inputs, run)
+        info = write_fold(fold, data, probs, classes, model_state, c, run, start, extra, time.time() - t_start)
     ckpt_path.unlink(missing_ok=True)
     return info
 
@@ -213,12 +228,34 @@ def write_fold(fold, data, probs, classes, model_state, c, run, start, extra, se
         epochs_this_run=epochs - start, seed=fold.seed, device=str(run["device"]), amp_bf16=run["amp"],
         channels_last=run["channels_last"], deterministic=bool(c["deterministic"]),
         reproducibility=reproducibility(run["device"], bool(c["deterministic"])),
-        threads=torch.get_num_threads(),
-        versions=dict(python=platform.python_version(), torch=torch.__version__,
-                      torchvision=torchvision.__version__, timm=timm.__version__, numpy=np.__version__),
-        seconds=round(seconds, 3), **extra,
+        threads=torch.get_num_threads(), versions=versions(), seconds=round(seconds, 3), **extra,
     )
     write_json(info, fold.out_dir / "fold.json")
+    return info
+
+
+def versions():
+    return dict(mer=mer.__version__, python=platform.python_version(), torch=torch.__version__,
+                torchvision=torchvision.__version__, timm=timm.__version__, numpy=np.__version__)
+
+
+def write_final(fold, data, model_state, c, run, extra, seconds):
+    """The final model's model.pt and, last, model.json: what `mer predict` needs to prepare a clip as the
+    training crops were (classes, input size and kind, frame choice, preprocessing settings) and what a user
+    should know of it (training samples, versions; the LOSO scores come in `extra`)."""
+    with atomic_path(fold.out_dir / "model.pt") as tmp:
+        torch.save(model_state, tmp)
+    info = dict(
+        format=MODEL_FORMAT, experiment=c["name"], backbone=c["backbone"], task=c["task"],
+        classes=list(c["classes"]), input="frame", frame=c["frame"], input_size=int(c["size"]),
+        grayscale=bool(c["augment"]["grayscale"]), preprocess=c.get("preprocess"),
+        n_train=len(fold.train), n_val=len(fold.val),
+        train_subjects=fold_subjects(data.subjects[i] for i in fold.train),
+        train_per_class={cls: int((data.labels[fold.train] == i).sum()) for i, cls in enumerate(c["classes"])},
+        epochs=int(c["epochs"]), seed=fold.seed, device=str(run["device"]), versions=versions(),
+        seconds=round(seconds, 3), **extra,
+    )
+    write_json(info, fold.out_dir / "model.json")
     return info
 
 
@@ -287,9 +324,10 @@ def log_row(row, name, held_out):
 
 
 def state(model_state, optimizer_state, epoch, cfg, held_out, history):
-    """Checkpoint content: tensors and plain Python only, so torch.load(weights_only=True) reads it."""
-    return dict(model=_cpu(model_state), optimizer=_cpu(optimizer_state), epoch=int(epoch), config=plain(cfg),
-                held_out=str(held_out), history=history)
+    """Checkpoint and model.pt content: tensors and plain Python only, so torch.load(weights_only=True) reads
+    it. `format` tells mer predict which layout it is (MODEL_FORMAT)."""
+    return dict(format=MODEL_FORMAT, model=_cpu(model_state), optimizer=_cpu(optimizer_state), epoch=int(epoch),
+                config=plain(cfg), held_out=str(held_out), history=history)
 
 
 def plain(cfg):

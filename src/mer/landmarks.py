@@ -89,6 +89,13 @@ def to_array(rows):
     return np.stack([xs, ys], axis=-1)
 
 
+def landmark_row(row, found):
+    """`row` (a dict) completed with a `detect` result: face box, the 68 points' columns and ok=True."""
+    (left, top, right, bottom), pts = found
+    return {**row, "left": left, "top": top, "right": right, "bottom": bottom, "ok": True,
+            **dict(zip(POINT_COLUMNS, np.concatenate([pts[:, 0], pts[:, 1]]), strict=True))}
+
+
 def detect_clip(root, pattern, subject, filename, onset, offset, *, per_frame=False, retries=5,
                 model_file=None, upsample=0):
     """Landmark rows for one clip. By default one row: the onset frame, or if no face is found there,
@@ -108,10 +115,7 @@ def detect_clip(root, pattern, subject, filename, onset, offset, *, per_frame=Fa
             row["reason"] = row["reason"] or f"no face found in {path}"
             rows.append(row)
             continue
-        (row["left"], row["top"], row["right"], row["bottom"]), pts = found
-        row.update(dict(zip(POINT_COLUMNS, np.concatenate([pts[:, 0], pts[:, 1]]), strict=True)))
-        row["ok"] = True
-        rows.append(row)
+        rows.append(landmark_row(row, found))
         if not per_frame:
             return rows[-1:]  # the first frame with a face stands for the clip
     if not per_frame:

@@ -160,6 +160,9 @@ def make_experiments(cfg, schema_path):
                 f"experiment {name}: task {e['task']!r} is not a key of `tasks` {list(cfg['tasks'])}"
             )
         e["classes"] = list(cfg["tasks"][e["task"]])
+        # What a clip must go through to look like the training crops: saved in every model.pt, so that
+        # `mer predict` prepares a new clip the same way (mer.predict).
+        e["preprocess"] = {k: cfg[k] for k in ("landmarks", "apex", "crop")}
     return out
 
 

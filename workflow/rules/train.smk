@@ -65,6 +65,32 @@ rule train_fold_group:
         "../scripts/train_fold_group.py"
 
 
+# The experiment trained once on every subject, for `mer predict` (target `final`, not in `all`). It waits
+# for the LOSO result, whose scores go into model.json: what a user may expect of the model.
+rule train_final:
+    input:
+        crops=per_subject(f"{RES}/crops/sub{{subject}}.h5"),
+        loso=f"{RES}/{{experiment}}/metrics.json",
+        code=code("engine", "augment", "data", "models", "losses", "metrics"),
+    output:
+        model=f"{RES}/{{experiment}}/final/model.pt",
+        info=f"{RES}/{{experiment}}/final/model.json",
+        metrics=f"{RES}/{{experiment}}/final/metrics.csv",
+    log:
+        f"{RES}/logs/train_final/{{experiment}}.log",
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        experiment=lambda wc: EXPERIMENTS[wc.experiment],
+        slots=gpu_slots(),
+        lock_dir=f"{RES}/.gpu_slots",
+    script:
+        "../scripts/train_final.py"
+
+
 rule aggregate_loso:
     input:
         predictions=fold_outputs("predictions.tsv"),

@@ -1,0 +1,338 @@
+"""`mer predict`: the micro-expression in a user's own clip, from a model the workflow trained.
+
+A clip goes through the library code that made the training crops, with the settings stored in the model
+file (the experiment's `preprocess` entry): dlib landmarks on the onset frame (mer.landmarks), apex spotting
+over onset..offset (mer.apex), the face check at the spotted apex, the aligned crop of the model's frame
+(mer.align), then the model's test-time input (mer.augment.Inputs) and softmax (mer.engine.predict).
+
+A model is a final model (train_final: results/{experiment}/final/model.pt) or the LOSO fold models of an
+experiment as an ensemble (the mean of their probabilities).
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+import mer
+from mer.align import align_crop
+from mer.apex import check_face, region_boxes, spot_apex, spot_curve
+from mer.augment import Inputs, to_device
+from mer.engine import MODEL_FORMAT, predict, resolve, run_settings
+from mer.frames import FrameError, open_clip
+from mer.landmarks import detect, landmark_row
+from mer.models import build_model
+
+
+class PredictError(ValueError):
+    """Bad input or model; the message names the input and the frame. `mer predict` exits with status 2."""
+
+
+@dataclass
+class Model:
+    """One network or an ensemble, with the experiment config it was trained with."""
+    nets: list  # torch modules in eval mode; more than one: an ensemble
+    cfg: dict  # the experiment's config (engine.resolve), with its `preprocess` entry
+    paths: list  # the model.pt files
+    info: dict  # model.json of a final model ({} for fold models)
+    device: torch.device
+    inputs: Inputs = field(repr=False)
+    run: dict = field(repr=False)
+
+    @property
+    def classes(self):
+        return list(self.cfg["classes"])
+
+
+def model_files(path, ensemble=False):
+    """The model.pt files that `path` names: a file; a folder holding model.pt; an experiment folder
+    (its final/model.pt, or with ensemble=True or no final model, every folds/*/model.pt)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise PredictError(f"model not found: {path}")
+    if (path / "model.pt").is_file() and not ensemble:
+        return [path / "model.pt"]
+    if (path / "final" / "model.pt").is_file() and not ensemble:
+        return [path / "final" / "model.pt"]
+    folds = sorted(path.glob("folds/*/model.pt"))
+    if not folds:
+        raise PredictError(f"no model in {path}: expected model.pt, final/model.pt or folds/*/model.pt")
+    return folds
+
+
+def load_model(path, device=None, ensemble=False):
+    """A Model from a model.pt, a final/ folder or an experiment folder (see model_files).
+    device: default cuda when there is one, else the CPU."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    files = model_files(path, ensemble)
+    configs, nets = [], []
+    for f in files:
+        ckpt = _read(f)
+        c = resolve(ckpt["config"])
+        check_supported(c, f)
+        net = build_model(c["backbone"], len(c["classes"]))
+        try:
+            net.load_state_dict(ckpt["model"])
+        except RuntimeError as e:
+            raise PredictError(f"{f}: weights do not fit {c['backbone']} ({str(e).splitlines()[0]})") from None
+        configs.append(c)
+        nets.append(net)
+    c = configs[0]
+    for f, other in zip(files[1:], configs[1:], strict=True):
+        if _contract(other) != _contract(c):
+            raise PredictError(f"{f}: not the same kind of model as {files[0]} (classes, input or preprocessing "
+                               "differ): an ensemble needs models of one experiment")
+    run = run_settings(c, device)
+    for k, net in enumerate(nets):
+        net = net.to(device).eval()
+        nets[k] = net.to(memory_format=torch.channels_last) if run["channels_last"] else net
+    info_path = files[0].parent / "model.json"
+    info = json.loads(info_path.read_text()) if len(files) == 1 and info_path.is_file() else {}
+    inputs = Inputs(nets[0].pretrained_cfg["mean"], nets[0].pretrained_cfg["std"], c["augment"]["grayscale"],
+                    device)
+    return Model(nets, c, files, info, device, inputs, run)
+
+
+def _read(path):
+    """A model.pt's content, checked to be one this version of mer wrote (torch.load with weights_only)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a pickle of other objects, a zip of something else, text, ...: all the same to us
+        raise PredictError(f"{path}: not a mer model file (torch.load failed: {type(e).__name__})") from None
+    if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
+        raise PredictError(f"{path}: not a mer model file (no 'model' and 'config' entries)")
+    if ckpt.get("format") != MODEL_FORMAT:
+        raise PredictError(f"{path}: model format {ckpt.get('format')!r}, but mer {mer.__version__} reads "
+                           f"{MODEL_FORMAT!r}: rerun the workflow (train_fold or train_final) with this version")
+    return ckpt
+
+
+def check_supported(c, path):
+    """A PredictError if mer predict cannot prepare a clip the way this model's training crops were made."""
+    p = c.get("preprocess")
+    if not p:
+        raise PredictError(f"{path}: the model holds no preprocessing settings (config 'preprocess')")
+    if c.get("input", "frame") != "frame":
+        raise PredictError(f"{path}: input {c['input']!r}; mer predict feeds single frames ('frame') only")
+    if p["landmarks"].get("per_frame"):
+        raise PredictError(f"{path}: trained with landmarks.per_frame: true (landmarks on every frame); mer "
+                           "predict detects them once per clip, as the default workflow does")
+    if c["frame"] not in ("apex", "annotated", "mid", "onset"):
+        raise PredictError(f"{path}: unknown frame choice {c['frame']!r}")
+
+
+def _contract(c):
+    keys = ("classes", "size", "frame", "preprocess", "backbone")
+    return json.dumps({k: c.get(k) for k in keys} | {"grayscale": c["augment"]["grayscale"]}, sort_keys=True)
+
+
+@dataclass
+class Prediction:
+    input: str
+    onset: int  # frame numbers of the input (a video's from 0; a folder's from its names where they hold them)
+    offset: int
+    apex_spotted: int  # argmax of M_i (mer.apex)
+    apex: int  # the apex used: the spotted one, or the one given
+    frame: int  # the frame whose crop the model saw (the model's frame choice: apex, mid, onset)
+    label: str
+    probabilities: dict  # class -> probability (an ensemble's: the mean over its models)
+    curve: list  # M_i for frames onset..offset
+    face_shift: float  # eye shift between the onset and the apex frame, in inter-ocular distances
+    model: list  # model.pt paths
+    seconds: float  # this clip's preprocessing and inference, model load not included
+    crops: dict = field(repr=False, default_factory=dict)  # 'onset' and 'frame' crops (RGB uint8), not in JSON
+
+    def to_json(self):
+        d = {k: v for k, v in self.__dict__.items() if k != "crops"}
+        d["model"] = [str(p) for p in self.model]
+        return d
+
+
+def predict_clip(source, model, onset=None, offset=None, apex=None, device=None, ensemble=False, threads=2):
+    """The micro-expression of one clip: `source` a video file, a folder of frames or an open clip
+    (mer.frames.open_clip); `model` a Model or what load_model takes. onset, offset: frame numbers (default:
+    the whole input); apex: use this apex frame instead of the spotted one. Raises PredictError."""
+    t0 = time.perf_counter()
+    if not isinstance(model, Model):
+        model = load_model(model, device, ensemble)
+    try:
+        clip = source if hasattr(source, "numbers") else open_clip(source)
+        return _predict(clip, model, onset, offset, apex, threads, t0)
+    except FrameError as e:
+        raise PredictError(str(e)) from None
+
+
+def _predict(clip, model, onset, offset, apex, threads, t0):
+    c, p = model.cfg, model.cfg["preprocess"]
+    eps, reduce = int(p["apex"]["eps"]), int(p["apex"]["reduce"])
+    name, frames = clip.name, clip.numbers
+    onset = frames[0] if onset is None else int(onset)
+    offset = frames[-1] if offset is None else int(offset)
+    for what, f in (("onset", onset), ("offset", offset), ("apex", apex)):
+        if f is not None and f not in clip:
+            raise PredictError(f"{name}: {what} {f} is not a frame of the input (frames {frames[0]}..{frames[-1]})")
+    first, last = clip.position(onset), clip.position(offset)
+    if last - first + 1 < 2 * eps + 1:
+        raise PredictError(f"{name}: frames {onset}..{offset} are {max(last - first + 1, 0)} frames; apex spotting "
+                           f"with eps {eps} needs at least {2 * eps + 1}")
+    if apex is not None and not onset <= apex <= offset:
+        raise PredictError(f"{name}: apex {apex} lies outside onset..offset {onset}..{offset}")
+    if c["frame"] == "annotated" and apex is None:
+        raise PredictError(f"{name}: the model was trained on the coding sheet's apex frames (frame: annotated): "
+                           "give the apex frame (--apex N)")
+    window = frames[first: last + 1]
+
+    # Landmarks once per clip, on the onset frame (mer.landmarks.detect_clip without its retries).
+    lm = p["landmarks"]
+    found = detect(clip.gray(onset), lm.get("model"), int(lm["upsample"]))
+    if found is None:
+        raise PredictError(f"{name}: no face found in the onset frame {onset}")
+    mark = pd.Series(landmark_row({"frame": onset}, found))
+    points = found[1]
+
+    # Apex spotting, as mer.apex.spot_subject does it for a dataset's clip.
+    a = p["apex"]
+    stack = clip.gray_stack(window, reduce, threads)
+    boxes = region_boxes(points / reduce, stack.shape[1:], a["region_scale"])
+    curve = spot_curve(stack, boxes, eps=eps, use_offset=a["use_offset"])
+    spotted = window[spot_apex(curve, eps)]
+    shift = float("nan")
+    if a["max_face_shift"] is not None:
+        problem, shift = check_face(clip.gray(spotted), mark, spotted, a["max_face_shift"], int(lm["upsample"]))
+        if problem:
+            raise PredictError(f"{name}: {problem}")
+    apex = spotted if apex is None else int(apex)
+    frame = {"onset": onset, "mid": window[(first + clip.position(apex)) // 2 - first]}.get(c["frame"], apex)
+
+    # The aligned crop (mer.crops), resized to the model's input as mer.data.load_samples does.
+    crops = {k: _crop(clip.color(f), points, p["crop"], int(c["size"]))
+             for k, f in (("onset", onset), ("frame", frame))}
+    x = to_device(crops["frame"][None], model.device)
+    probs = np.mean([predict(net, x, model.inputs, model.run)[0] for net in model.nets], axis=0)
+    classes = model.classes
+    return Prediction(
+        input=name, onset=onset, offset=offset, apex_spotted=int(spotted), apex=int(apex), frame=int(frame),
+        label=classes[int(np.argmax(probs))], probabilities={k: float(v) for k, v in zip(classes, probs, strict=True)},
+        curve=[float(v) for v in curve], face_shift=float(shift), model=model.paths,
+        seconds=round(time.perf_counter() - t0, 3), crops=crops,
+    )
+
+
+def _crop(bgr, points, crop, size):
+    img = cv2.cvtColor(align_crop(bgr, points, int(crop["size"]), crop["align"]), cv2.COLOR_BGR2RGB)
+    if img.shape[0] != size:
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def spot_windows(source, model, window, stride=None, threshold=2.5, rest=0.8, threads=2):
+    """A simple detector for a long input, not MEGC spotting: windows of `window` frames every `stride`
+    (default window // 4) are spotted as clips. A window is a candidate where
+    - its peak M_i exceeds `threshold` (M is about 2 where nothing moves: each of its two terms is then a
+      ratio of noise to noise), and
+    - it holds a whole expression, starting and ending at rest: its first and last frames differ by less
+      than `rest` times the smaller difference between the apex and either end (region means of |F_a - F_b|).
+      A window that ends mid-expression fails this; so does one where nothing moves (all three differ by
+      noise alone), whatever a video codec's keyframes do to M_i.
+    Of candidates whose apexes lie within window / 2 frames of each other the higher peak stays, and each is
+    predicted as the clip start..end. Returns (table of start, apex, end, peak_m, rest, label, probability,
+    reason; the Predictions). A window without a face in its first frame is skipped, and said so."""
+    clip = source if hasattr(source, "numbers") else open_clip(source)
+    if not isinstance(model, Model):
+        model = load_model(model)
+    p = model.cfg["preprocess"]
+    eps, reduce, frames = int(p["apex"]["eps"]), int(p["apex"]["reduce"]), clip.numbers
+    window, stride = int(window), int(stride or max(1, window // 4))
+    if window < 2 * eps + 1 or window > len(frames):
+        raise PredictError(f"{clip.name}: window {window} must hold {2 * eps + 1} to {len(frames)} frames")
+    starts = list(range(0, len(frames) - window + 1, stride))
+    if starts[-1] != len(frames) - window:
+        starts.append(len(frames) - window)  # the input's end gets a window too
+    candidates, skipped = [], []
+    for s in starts:
+        span = frames[s: s + window]
+        found = detect(clip.gray(span[0]), p["landmarks"].get("model"), int(p["landmarks"]["upsample"]))
+        if found is None:
+            skipped.append(dict(start=span[0], end=span[-1], reason=f"no face found in frame {span[0]}"))
+            continue
+        stack = clip.gray_stack(span, reduce, threads)
+        boxes = region_boxes(found[1] / reduce, stack.shape[1:], p["apex"]["region_scale"])
+        curve = spot_curve(stack, boxes, eps=eps, use_offset=p["apex"]["use_offset"])
+        k = spot_apex(curve, eps)
+        ends = _region_change(stack, boxes, 0, -1) / min(_region_change(stack, boxes, k, 0),
+                                                           _region_change(stack, boxes, k, -1))
+        if curve[k] > threshold and ends < rest:
+            candidates.append(dict(start=span[0], apex=span[k], end=span[-1], peak_m=float(curve[k]),
+                                   rest=float(ends)))
+    kept = []
+    for cand in sorted(candidates, key=lambda d: -d["peak_m"]):
+        if all(abs(clip.position(cand["apex"]) - clip.position(o["apex"])) > window / 2 for o in kept):
+            kept.append(cand)
+    rows, predictions = [], []
+    for cand in sorted(kept, key=lambda d: d["start"]):
+        try:
+            pred = predict_clip(clip, model, cand["start"], cand["end"], threads=threads)
+        except PredictError as e:  # the face check at the apex, say: one window, not the whole input
+            rows.append({**cand, "label": "", "probability": float("nan"), "reason": str(e)})
+            continue
+        predictions.append(pred)
+        rows.append({**cand, "apex": pred.apex, "label": pred.label,
+                     "probability": pred.probabilities[pred.label], "reason": ""})
+    rows += [{**s, "apex": None, "peak_m": float("nan"), "rest": float("nan"), "label": "",
+              "probability": float("nan")} for s in skipped]
+    table = pd.DataFrame(rows, columns=["start", "apex", "end", "peak_m", "rest", "label", "probability",
+                                        "reason"])
+    table["apex"] = table["apex"].astype("Int64")
+    return table.sort_values("start", kind="stable").reset_index(drop=True), predictions
+
+
+def _region_change(stack, boxes, a, b):
+    """Mean |F_a - F_b| over the pixels of the spotting regions (grey levels, > 0)."""
+    diffs = [np.abs(stack[a, y0:y1, x0:x1].astype(np.float32) - stack[b, y0:y1, x0:x1]).mean()
+             for x0, y0, x1, y1 in boxes]
+    return max(float(np.mean(diffs)), 1e-6)
+
+
+def plot_prediction(pred, path):
+    """A picture for a person: the onset and model-frame crops side by side, the M_i curve with the apex
+    marked, and the class probabilities."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mer.io import atomic_path
+
+    fig, (ax_img, ax_curve, ax_prob) = plt.subplots(1, 3, figsize=(12, 3.4),
+                                                    gridspec_kw=dict(width_ratios=[1.6, 1.6, 1.2]))
+    ax_img.imshow(np.hstack([pred.crops["onset"], pred.crops["frame"]]))
+    ax_img.set_title(f"onset {pred.onset}  |  frame {pred.frame}", fontsize=10)
+    ax_img.axis("off")
+    frames = np.arange(pred.onset, pred.onset + len(pred.curve))
+    ax_curve.plot(frames, pred.curve, color="0.3", lw=1.2)
+    ax_curve.axvline(pred.apex_spotted, color="tab:red", ls="--", lw=1, label=f"spotted apex {pred.apex_spotted}")
+    if pred.apex != pred.apex_spotted:
+        ax_curve.axvline(pred.apex, color="tab:blue", ls=":", lw=1, label=f"given apex {pred.apex}")
+    ax_curve.set_xlabel("frame")
+    ax_curve.set_ylabel("$M_i$")
+    ax_curve.set_title("apex spotting", fontsize=10)
+    ax_curve.legend(fontsize=8, loc="upper left")
+    names = list(pred.probabilities)
+    values = [pred.probabilities[k] for k in names]
+    colors = ["tab:red" if k == pred.label else "0.6" for k in names]
+    ax_prob.barh(names[::-1], values[::-1], color=colors[::-1])
+    ax_prob.set_xlim(0, 1)
+    ax_prob.set_xlabel("probability")
+    ax_prob.set_title(f"{pred.label} ({pred.probabilities[pred.label]:.2f})", fontsize=10)
+    fig.suptitle(Path(pred.input).name, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)

@@ -1,0 +1,15 @@
+import json
+
+from mer.engine import FINAL, train_fold
+from mer.gpu import acquire_slot, device_for_slot, slot_dir
+from mer.io import log_to
+
+log_to(snakemake.log[0])
+out_dir = snakemake.output.model.rsplit("/", 1)[0]
+loso = json.load(open(snakemake.input.loso))  # pooled over the LOSO folds
+loso = {k: loso[k] for k in ("accuracy", "uf1", "uar", "n_folds", "n_samples")}
+with acquire_slot(slot_dir(snakemake.params.lock_dir), snakemake.params.slots) as slot:
+    device = device_for_slot(slot)
+    print(f"GPU slot {slot} of {snakemake.params.slots} -> device {device}")
+    train_fold(snakemake.input.crops, FINAL, snakemake.params.experiment, out_dir, device=device,
+               threads=snakemake.threads, extra_info=dict(loso=loso))
