@@ -38,7 +38,6 @@ from mer.augment import Inputs, draw_epoch, to_device
 from mer.data import epoch_seed, fold_subjects, held_out_mask, load_samples, subject_key
 from mer.io import atomic_path, write_csv, write_json, write_tsv
 from mer.losses import build_loss
-from mer.metrics import classification_metrics
 from mer.models import build_model
 
 REQUIRED = ("name", "backbone", "task", "classes", "frame", "size")
@@ -314,6 +313,8 @@ def predict(model, images, inputs, run, batch_size=64):
 
 def val_metrics(probs, labels, classes):
     """Inner validation accuracy and UF1 of one epoch."""
+    from mer.metrics import classification_metrics  # here: scikit-learn's import (1 s) stays out of mer predict
+
     m = classification_metrics([classes[i] for i in labels], [classes[i] for i in probs.argmax(1)], classes)
     return dict(val_acc=m["accuracy"], val_uf1=m["uf1"])
 

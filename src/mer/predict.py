@@ -77,11 +77,16 @@ def load_model(path, device=None, ensemble=False):
         ckpt = _read(f)
         c = resolve(ckpt["config"])
         check_supported(c, f)
-        net = build_model(c["backbone"], len(c["classes"]))
+        # Built on the meta device (no memory, no random init: 0.06 s instead of 0.4 s for SE-ResNeXt-50), then
+        # given the file's tensors; anything the file did not fill would stay meta, so that is checked.
+        with torch.device("meta"):
+            net = build_model(c["backbone"], len(c["classes"]))
         try:
-            net.load_state_dict(ckpt["model"])
+            net.load_state_dict(ckpt["model"], assign=True)
         except RuntimeError as e:
             raise PredictError(f"{f}: weights do not fit {c['backbone']} ({str(e).splitlines()[0]})") from None
+        if any(t.is_meta for t in [*net.parameters(), *net.buffers()]):
+            raise PredictError(f"{f}: the file leaves some of {c['backbone']}'s tensors unset")
         configs.append(c)
         nets.append(net)
     c = configs[0]
@@ -103,7 +108,8 @@ def load_model(path, device=None, ensemble=False):
 def _read(path):
     """A model.pt's content, checked to be one this version of mer wrote (torch.load with weights_only)."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # mmap: only what is used is read (the weights, not Adam's moments: a third of the file)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # a pickle of other objects, a zip of something else, text, ...: all the same to us
         raise PredictError(f"{path}: not a mer model file (torch.load failed: {type(e).__name__})") from None
     if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
