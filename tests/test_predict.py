@@ -173,6 +173,7 @@ def test_bad_inputs_exit_2_with_a_message_naming_them(final_run, tmp_path, capsy
     fails([folder, "--onset", row.onset, "--offset", row.onset + 5], "needs at least 7", str(folder))
     fails([folder, "--onset", row.offset + 100], f"onset {row.offset + 100} is not a frame of the input")
     fails([folder, "--offset", 9999], "offset 9999 is not a frame")
+    fails([folder, "--onset", row.offset, "--offset", row.onset], f"offset {row.onset} comes before onset")
     fails([folder, "--apex", 9999], "apex 9999 is not a frame")
     # a corrupt JPEG in the clip is named
     broken = shutil.copytree(folder, tmp_path / "broken")
@@ -224,3 +225,13 @@ def test_bad_models_are_refused_clearly(final_run, tmp_path):
     torch.save({**ckpt, "config": wrong}, tmp_path / "wrong.pt")
     with pytest.raises(PredictError, match="weights do not fit resnet18"):
         load_model(tmp_path / "wrong.pt")
+
+
+def test_a_video_too_large_to_hold_is_refused_by_name(tmp_path):
+    from mer.frames import FrameError, VideoClip
+
+    frames = [np.full((48, 64, 3), k, np.uint8) for k in range(10)]
+    video = write_video(frames, tmp_path / "long.mp4")
+    assert len(VideoClip(video)) == 10
+    with pytest.raises(FrameError, match=r"long.mp4: more than 4 frames of 64x48.*cut it into parts"):
+        VideoClip(video, max_bytes=5 * 48 * 64 * 3 - 1)

@@ -158,6 +158,7 @@ class Prediction:
     def to_json(self):
         d = {k: v for k, v in self.__dict__.items() if k != "crops"}
         d["model"] = [str(p) for p in self.model]
+        d["face_shift"] = None if np.isnan(self.face_shift) else self.face_shift  # not checked: null, not NaN
         return d
 
 
@@ -185,8 +186,10 @@ def _predict(clip, model, onset, offset, apex, threads, t0):
         if f is not None and f not in clip:
             raise PredictError(f"{name}: {what} {f} is not a frame of the input (frames {frames[0]}..{frames[-1]})")
     first, last = clip.position(onset), clip.position(offset)
+    if last < first:
+        raise PredictError(f"{name}: offset {offset} comes before onset {onset}")
     if last - first + 1 < 2 * eps + 1:
-        raise PredictError(f"{name}: frames {onset}..{offset} are {max(last - first + 1, 0)} frames; apex spotting "
+        raise PredictError(f"{name}: frames {onset}..{offset} are {last - first + 1} frames; apex spotting "
                            f"with eps {eps} needs at least {2 * eps + 1}")
     if apex is not None and not onset <= apex <= offset:
         raise PredictError(f"{name}: apex {apex} lies outside onset..offset {onset}..{offset}")
