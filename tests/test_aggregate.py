@@ -157,3 +157,38 @@ def test_training_curves_rejects_other_files(tmp_path):
     with pytest.raises(ValueError, match="no folds"):
         training_curves({}, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_metrics_carry_the_uf1_interval_and_the_fold_mean(tmp_path):
+    out = tmp_path / "agg"
+    m = aggregate(write_folds(tmp_path), CLASSES, out, "se")
+    saved = json.loads((out / "metrics.json").read_text())
+    low, high = saved["uf1_ci95"]
+    assert low <= m["uf1"] <= high and saved["bootstrap"]["n"] == 2000
+    per_fold = pd.read_csv(out / "per_fold.tsv", sep="\t")
+    assert saved["uf1_fold_mean"] == pytest.approx(per_fold.uf1.mean())
+
+
+def test_summary_pairs_each_experiment_with_the_first_of_its_task(tmp_path):
+    dirs = write_folds(tmp_path)
+    cfg = dict(backbone="seresnext50_32x4d", frame="apex", loss="focal", task="5class", size=224, epochs=100,
+               classes=CLASSES)
+    experiments = {}
+    for name in ("first", "same", "better"):
+        out = tmp_path / name
+        aggregate(dirs, CLASSES, out, name)
+        if name == "better":  # right on every clip
+            p = pd.read_csv(out / "predictions.tsv", sep="\t", dtype=str)
+            p.assign(y_pred=p.y_true).to_csv(out / "predictions.tsv", sep="\t", index=False)
+        experiments[name] = (out / "metrics.json", cfg)
+    experiments["other_task"] = (tmp_path / "first" / "metrics.json", {**cfg, "task": "3class"})
+    summarise(experiments, tmp_path / "s.md", tmp_path / "s.tsv", "demo", out_html=tmp_path / "s.html")
+    md = (tmp_path / "s.md").read_text()
+    assert "## Paired differences of UF1" in md and "| same − first | +0.0000 | +0.0000 to +0.0000 |" in md
+    assert "| better − first | +" in md and "other_task" not in md.split("## Paired")[1]
+    assert "UF1 95% CI" in md and "UF1, mean of folds" in md
+    assert "Paired differences of UF1" in (tmp_path / "s.html").read_text()
+    summarise(experiments, tmp_path / "c.md", tmp_path / "c.tsv", "demo", compare=[["better", "same"]])
+    assert "| same − better | -" in (tmp_path / "c.md").read_text()
+    with pytest.raises(ValueError, match="unknown: \\['nope'\\]"):
+        summarise(experiments, tmp_path / "d.md", tmp_path / "d.tsv", "demo", compare=[["first", "nope"]])

@@ -69,6 +69,13 @@ def test_unknown_config_key_is_named(tmp_path):
     assert proc.returncode != 0 and "'sise' was unexpected" in proc.stdout + proc.stderr
 
 
+def test_unknown_experiment_in_report_compare_is_named(tmp_path):
+    work = tiny_config(tmp_path / "cmp", report={"compare": [["tiny", "tinny"]]})
+    proc = run_snakemake(work, "-n", check=False)
+    assert proc.returncode != 0 and "report.compare: ['tiny', 'tinny'] names no experiment ['tinny']" in (
+        proc.stdout + proc.stderr)
+
+
 def test_missing_data_path_is_named(tmp_path):
     work = tiny_config(tmp_path / "nodata", demo={"enabled": False}, data={"root": "/nope", "sheet": "/nope.csv"})
     proc = run_snakemake(work, "-n", check=False)

@@ -15,7 +15,11 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from mer.data import subject_sort_key
 from mer.io import atomic_path, write_csv, write_json, write_text, write_tsv
-from mer.metrics import classification_metrics
+from mer.metrics import bootstrap_uf1, classification_metrics, paired_bootstrap_uf1
+
+# The bootstrap behind every interval: resamples of the clips, stratified by subject, with a fixed seed so that
+# a rerun prints the same interval.
+BOOTSTRAP = dict(n=2000, seed=0, level=0.95, stratified_by="subject")
 
 # Literature values of the paper (CASME II, LOSO, apex frame, 5 classes), shown beside our results in
 # summary tables only; never used in any computation. Fields the brief does not state are left blank.
@@ -47,12 +51,6 @@ def aggregate(fold_dirs, classes, out_dir, experiment):
                                                                    pooled.filename[i]))]
     write_tsv(pooled, out_dir / "predictions.tsv")
 
-    metrics = classification_metrics(pooled.y_true, pooled.y_pred, classes)
-    metrics.update(n_folds=len(folds), n_samples=len(pooled), experiment=experiment)
-    write_json(metrics, out_dir / "metrics.json")
-    confusion = pd.DataFrame(metrics["confusion"], index=pd.Index(classes, name="true"), columns=classes)
-    write_csv(confusion, out_dir / "confusion.csv", index=True)
-
     # per-fold scores are for inspection only; a fold's UF1 averages the classes that occur in it
     # (sklearn's default labels), since one subject rarely shows every class
     per_fold = pd.DataFrame([
@@ -61,6 +59,16 @@ def aggregate(fold_dirs, classes, out_dir, experiment):
         for s, g in pooled.groupby("subject", sort=False)
     ])
     write_tsv(per_fold, out_dir / "per_fold.tsv")
+
+    metrics = classification_metrics(pooled.y_true, pooled.y_pred, classes)
+    low, high = bootstrap_uf1(pooled.y_true, pooled.y_pred, pooled.subject, classes, BOOTSTRAP["n"],
+                              BOOTSTRAP["seed"], BOOTSTRAP["level"])
+    metrics.update(n_folds=len(folds), n_samples=len(pooled), uf1_ci95=[low, high], bootstrap=BOOTSTRAP,
+                   # the mean of the folds' own UF1: what papers that average per fold report; ours is pooled
+                   uf1_fold_mean=float(per_fold.uf1.mean()), experiment=experiment)
+    write_json(metrics, out_dir / "metrics.json")
+    confusion = pd.DataFrame(metrics["confusion"], index=pd.Index(classes, name="true"), columns=classes)
+    write_csv(confusion, out_dir / "confusion.csv", index=True)
 
     name = experiment.get("name", "") if isinstance(experiment, dict) else str(experiment)
     title = f"{name}: accuracy {metrics['accuracy']:.3f}, UF1 {metrics['uf1']:.3f} (n={len(pooled)})"
@@ -154,18 +162,22 @@ def _save(fig, path):
 
 # summary.md / summary.html: column -> heading, in table order
 SUMMARY_COLUMNS = {"method": "Method", "experiment": "Experiment", "frame": "Frame", "loss": "Loss", "task": "Task",
-                   "size": "Size", "epochs": "Epochs", "accuracy": "Accuracy", "uf1": "UF1", "uar": "UAR",
-                   "n_folds": "Folds", "n_samples": "Samples"}
-SCORES = ["Accuracy", "UF1", "UAR"]
-NUMERIC_COLUMNS = ("size", "epochs", "accuracy", "uf1", "uar", "n_folds", "n_samples")  # right-aligned in .md
+                   "size": "Size", "epochs": "Epochs", "accuracy": "Accuracy", "uf1": "UF1", "uf1_ci95": "UF1 95% CI",
+                   "uar": "UAR", "uf1_fold_mean": "UF1, mean of folds", "n_folds": "Folds", "n_samples": "Samples"}
+SCORES = ["Accuracy", "UF1", "UAR", "UF1, mean of folds"]
+# right-aligned in .md
+NUMERIC_COLUMNS = ("size", "epochs", "accuracy", "uf1", "uar", "uf1_fold_mean", "n_folds", "n_samples")
 
 
-def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_html=None):
+def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_html=None, compare=None):
     """One row per experiment (name -> (metrics.json path, experiment config)), as summary.tsv and .md
     (and a standalone summary.html for the Snakemake report, if `out_html` is given).
 
     For dataset 'casme2' the paper's numbers (PAPER_REPORTED, or `reported` rows if given) are added as
     separate rows marked '(reported)'.
+
+    compare: pairs [a, b] of experiment names whose UF1 difference b - a gets a paired bootstrap interval
+    (their predictions.tsv beside metrics.json); None or []: every experiment against the first one of its task.
     """
     rows = []
     for name, (metrics_path, cfg) in experiment_metrics.items():
@@ -174,16 +186,17 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_h
             experiment=name, method=METHOD_NAMES.get(cfg.get("backbone"), cfg.get("backbone")),
             backbone=cfg.get("backbone"), frame=cfg.get("frame"), loss=cfg.get("loss"), task=cfg.get("task"),
             size=cfg.get("size"), epochs=cfg.get("epochs"), accuracy=m["accuracy"], uf1=m["uf1"],
-            uar=m["uar"], n_folds=m["n_folds"], n_samples=m["n_samples"], source="this workflow",
+            uf1_ci95="{:.4f}–{:.4f}".format(*m["uf1_ci95"]), uar=m["uar"], uf1_fold_mean=m["uf1_fold_mean"],
+            n_folds=m["n_folds"], n_samples=m["n_samples"], source="this workflow",
         ))
     if reported is None:
         reported = PAPER_REPORTED if dataset == "casme2" else []
     for r in reported or []:
-        rows.append(dict(experiment="", size=None, uar=None, n_folds=None, n_samples=None, **r,
-                         source="reported"))
+        rows.append(dict(experiment="", size=None, uar=None, uf1_ci95="", uf1_fold_mean=None, n_folds=None,
+                         n_samples=None, **r, source="reported"))
         rows[-1]["method"] = f"{r.get('method', r.get('backbone'))} (reported)"
     cols = ["experiment", "method", "backbone", "frame", "loss", "task", "size", "epochs", "accuracy", "uf1",
-            "uar", "n_folds", "n_samples", "source"]
+            "uf1_ci95", "uar", "uf1_fold_mean", "n_folds", "n_samples", "source"]
     table = pd.DataFrame(rows, columns=cols)
     for col in ("size", "epochs", "n_folds", "n_samples"):
         table[col] = table[col].astype("Int64")  # integers with blanks for the reported rows
@@ -201,13 +214,59 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_h
         lines.append("| " + " | ".join(cell(r[k], 4 if SUMMARY_COLUMNS[k] in SCORES else None)
                                         for k in SUMMARY_COLUMNS) + " |")
     lines += ["", "Accuracy, UF1 (macro F1) and UAR (macro recall) are computed over the pooled predictions",
-              "of all folds."]
+              f"of all folds. The UF1 interval is a {BOOTSTRAP['level']:.0%} bootstrap percentile interval "
+              f"({BOOTSTRAP['n']} resamples of the clips within each subject, seed {BOOTSTRAP['seed']}). "
+              "'UF1, mean of folds' averages each fold's own UF1 (over the classes its subject shows), as "
+              "some papers report; it is not our result."]
     if reported:
         lines[-1] += " Rows marked (reported) are the paper's published numbers, not rerun here."
+    note = " ".join(lines[-2:])
+    pairs = compare_experiments(experiment_metrics, compare)
+    if len(pairs):
+        lines += ["", "## Paired differences of UF1", "",
+                  "| Comparison | ΔUF1 | 95% CI | Clips |", "|---|---:|---|---:|"]
+        lines += [f"| {r.b} − {r.a} | {r.diff:+.4f} | {r.low:+.4f} to {r.high:+.4f} | {r.n} |"
+                  for r in pairs.itertuples()]
+        lines += ["", "Each difference is scored on the same bootstrap resamples of the clips both experiments "
+                  "predicted: an interval that contains 0 does not show either one better on this data."]
     write_text("\n".join(lines) + "\n", out_md)
     if out_html is not None:
-        write_text(_summary_html(table, dataset, " ".join(lines[-2:])), out_html)
+        write_text(_summary_html(table, dataset, note, pairs), out_html)
     return table
+
+
+def compare_experiments(experiment_metrics, compare=None):
+    """Paired bootstrap of UF1 between experiments (see summarise): a table of a, b, diff (UF1 of b minus
+    a), low, high, n (clips both predicted). Pairs of different tasks are skipped (their labels differ)."""
+    names = list(experiment_metrics)
+    for pair in compare or []:
+        unknown = [n for n in pair if n not in experiment_metrics]
+        if len(pair) != 2 or unknown:
+            raise ValueError(f"report.compare: {pair!r} is not a pair of experiments of {names}"
+                             + (f" (unknown: {unknown})" if unknown else ""))
+    if compare:
+        pairs = [tuple(p) for p in compare]
+    else:
+        first = {}
+        for n in names:
+            first.setdefault(experiment_metrics[n][1].get("task"), n)
+        pairs = [(first[experiment_metrics[n][1].get("task")], n) for n in names
+                 if first[experiment_metrics[n][1].get("task")] != n]
+    rows = []
+    for a, b in pairs:
+        cfg_a, cfg_b = experiment_metrics[a][1], experiment_metrics[b][1]
+        if cfg_a.get("task") != cfg_b.get("task"):
+            continue
+        read = lambda n: pd.read_csv(Path(experiment_metrics[n][0]).parent / "predictions.tsv", sep="\t",  # noqa: E731
+                                     dtype={"subject": str, "filename": str, "y_true": str, "y_pred": str})
+        both = read(a).merge(read(b), on=["subject", "filename", "y_true"], suffixes=("_a", "_b"))
+        if both.empty:
+            continue
+        diff, low, high = paired_bootstrap_uf1(both.y_true, both.y_pred_a, both.y_pred_b, both.subject,
+                                               list(cfg_a["classes"]), BOOTSTRAP["n"], BOOTSTRAP["seed"],
+                                               BOOTSTRAP["level"])
+        rows.append(dict(a=a, b=b, diff=diff, low=low, high=high, n=len(both)))
+    return pd.DataFrame(rows, columns=["a", "b", "diff", "low", "high", "n"])
 
 
 SUMMARY_CSS = [  # the page's look; Styler adds each score's bar as a per-cell gradient
@@ -218,7 +277,7 @@ SUMMARY_CSS = [  # the page's look; Styler adds each score's bar as a per-cell g
 ]
 
 
-def _summary_html(table, dataset, note):
+def _summary_html(table, dataset, note, pairs=None):
     """summary.md's table as one standalone HTML page (pandas Styler); a bar behind each score shows its
     value on a 0..1 scale, and the paper's reported rows are greyed."""
     from html import escape
@@ -236,5 +295,13 @@ def _summary_html(table, dataset, note):
         .set_table_styles(SUMMARY_CSS)
     )
     html = styler.to_html(doctype_html=True)
-    return html.replace("</table>", f"</table>\n<p>{escape(note)} The bar behind a score shows its value on a "
+    html = html.replace("</table>", f"</table>\n<p>{escape(note)} The bar behind a score shows its value on a "
                         "0&ndash;1 scale.</p>", 1)
+    if pairs is not None and len(pairs):
+        cells = "".join(f"<tr><td>{escape(r.b)} &minus; {escape(r.a)}</td><td>{r.diff:+.4f}</td>"
+                        f"<td>{r.low:+.4f} to {r.high:+.4f}</td><td>{r.n}</td></tr>" for r in pairs.itertuples())
+        html = html.replace("</body>", "<h3>Paired differences of UF1</h3>\n<table><tr><th>Comparison</th>"
+                            f"<th>&Delta;UF1</th><th>95% CI</th><th>Clips</th></tr>{cells}</table>\n<p>Each "
+                            "difference is scored on the same bootstrap resamples of the clips both experiments "
+                            "predicted.</p>\n</body>", 1)
+    return html

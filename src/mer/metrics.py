@@ -1,9 +1,11 @@
-"""Accuracy, UF1 (unweighted = macro F1) and UAR (unweighted average recall), all from sklearn.metrics.
+"""Accuracy, UF1 (unweighted = macro F1) and UAR (unweighted average recall), all from sklearn.metrics, and
+bootstrap intervals of UF1.
 
 Every average runs over the full `classes` list (labels=classes), so a class that never occurs, in
 truth or prediction, still counts (with F1 = recall = 0): the score cannot be raised by dropping a class.
 """
 
+import numpy as np
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -36,3 +38,58 @@ def classification_metrics(y_true, y_pred, classes):
         # rows = true class, columns = predicted class, both in `classes` order
         "confusion": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
     }
+
+
+# ------------------------------------------------------------------------------ bootstrap intervals of UF1
+
+def macro_f1(confusion):
+    """UF1 of confusion matrices (..., C, C) (rows true, columns predicted), as f1_score(average='macro',
+    labels=classes, zero_division=0) gives it. Hand-written because a bootstrap scores thousands of
+    resamples: one vectorised pass instead of a sklearn call (about 1 ms) each; tests compare the two."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    denom = cm.sum(-1) + cm.sum(-2)  # 2 tp + fp + fn
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0).mean(-1)
+
+
+def resample_within(groups, n_boot, seed):
+    """(n_boot, N) indices of N items, each row resampled with replacement within each group (a subject
+    keeps its number of clips in every resample): the stratified bootstrap of a LOSO result."""
+    groups = np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for g in sorted(set(groups.tolist()), key=str):
+        idx = np.flatnonzero(groups == g)
+        parts.append(idx[rng.integers(0, len(idx), size=(n_boot, len(idx)))])
+    return np.concatenate(parts, axis=1)
+
+
+def _confusions(y_true, y_pred, rows, classes):
+    """Confusion matrices (len(rows), C, C) of the resampled rows (index arrays into y_true and y_pred)."""
+    index = {c: i for i, c in enumerate(classes)}
+    k = len(classes)
+    codes = np.array([index[t] * k + index[p] for t, p in zip(y_true, y_pred, strict=True)])[rows]
+    codes = codes + (np.arange(len(rows)) * k * k)[:, None]
+    return np.bincount(codes.ravel(), minlength=len(rows) * k * k).reshape(len(rows), k, k)
+
+
+def bootstrap_uf1(y_true, y_pred, groups, classes, n_boot=2000, seed=0, level=0.95):
+    """(low, high): the percentile interval of pooled UF1 over `n_boot` resamples of the clips, stratified by
+    `groups` (subjects)."""
+    rows = resample_within(groups, n_boot, seed)
+    scores = macro_f1(_confusions(list(y_true), list(y_pred), rows, list(classes)))
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(scores, tail)), float(np.percentile(scores, 100 - tail))
+
+
+def paired_bootstrap_uf1(y_true, pred_a, pred_b, groups, classes, n_boot=2000, seed=0, level=0.95):
+    """UF1(b) - UF1(a) on the same clips, and its percentile interval: both scored on the same resamples,
+    so what the clips share cancels. Returns (difference, low, high)."""
+    y_true, classes = list(y_true), list(classes)
+    rows = resample_within(groups, n_boot, seed)
+    diff = (macro_f1(_confusions(y_true, list(pred_b), rows, classes))
+            - macro_f1(_confusions(y_true, list(pred_a), rows, classes)))
+    point = float(macro_f1(_confusions(y_true, list(pred_b), np.arange(len(y_true))[None], classes))[0]
+                  - macro_f1(_confusions(y_true, list(pred_a), np.arange(len(y_true))[None], classes))[0])
+    tail = (1 - level) / 2 * 100
+    return point, float(np.percentile(diff, tail)), float(np.percentile(diff, 100 - tail))

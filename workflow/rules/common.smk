@@ -169,6 +169,12 @@ def make_experiments(cfg, schema_path):
 EXPERIMENTS = make_experiments(
     config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 )
+for pair in config["report"]["compare"]:
+    if set(pair) - set(EXPERIMENTS):
+        raise ValueError(
+            f"config report.compare: {pair} names no experiment {sorted(set(pair) - set(EXPERIMENTS))}; "
+            f"the experiments are {list(EXPERIMENTS)}"
+        )
 
 
 def fold_subjects(experiment):

@@ -136,7 +136,8 @@ rule aggregate_loso:
 rule summarize_experiments:
     input:
         metrics=[f"{RES}/{name}/metrics.json" for name in EXPERIMENTS],
-        code=code("aggregate"),
+        predictions=[f"{RES}/{name}/predictions.tsv" for name in EXPERIMENTS],
+        code=code("aggregate", "metrics"),
     output:
         md=f"{RES}/summary.md",
         tsv=report(
@@ -160,5 +161,6 @@ rule summarize_experiments:
     params:
         experiments=EXPERIMENTS,
         dataset=config["dataset"],
+        compare=config["report"]["compare"],
     script:
         "../scripts/summarize_experiments.py"
