@@ -192,3 +192,43 @@ def test_summary_pairs_each_experiment_with_the_first_of_its_task(tmp_path):
     assert "| same − better | -" in (tmp_path / "c.md").read_text()
     with pytest.raises(ValueError, match="unknown: \\['nope'\\]"):
         summarise(experiments, tmp_path / "d.md", tmp_path / "d.tsv", "demo", compare=[["first", "nope"]])
+
+
+def test_leakage_audit_picks_each_subjects_test_best_epoch(tmp_path):
+    """Two folds, three epochs each, made by hand: subject 01 is best at epoch 2 (3 of 3 right), subject 02
+    at epochs 1 and 3 (2 of 3; the first is taken). The final-epoch result stays the pooled predictions.tsv."""
+    from mer.aggregate import leakage
+
+    truth = {"01": ["happiness", "surprise", "others"], "02": ["happiness", "happiness", "surprise"]}
+    preds = {  # epoch -> predictions per subject
+        "01": {1: ["others", "others", "others"], 2: ["happiness", "surprise", "others"],
+               3: ["happiness", "others", "others"]},
+        "02": {1: ["happiness", "happiness", "others"], 2: ["others", "others", "others"],
+               3: ["surprise", "happiness", "surprise"]},
+    }
+    dirs = []
+    for s, by_epoch in preds.items():
+        d = tmp_path / s
+        d.mkdir()
+        rows = [dict(epoch=e, subject=s, filename=f"EP{i}", y_true=t, y_pred=p)
+                for e, ps in by_epoch.items() for i, (t, p) in enumerate(zip(truth[s], ps, strict=True))]
+        pd.DataFrame(rows).to_csv(d / "held_out_by_epoch.tsv", sep="\t", index=False)
+        pd.DataFrame([r for r in rows if r["epoch"] == 3]).drop(columns="epoch").to_csv(
+            d / "predictions.tsv", sep="\t", index=False)
+        dirs.append(d)
+    audit = leakage([d / "held_out_by_epoch.tsv" for d in dirs], CLASSES)
+    assert audit["epochs"] == {"01": 2, "02": 1}
+    chosen_true = truth["01"] + truth["02"]
+    chosen_pred = preds["01"][2] + preds["02"][1]
+    assert audit["uf1"] == pytest.approx(f1_score(chosen_true, chosen_pred, labels=CLASSES, average="macro",
+                                                  zero_division=0))
+    m = aggregate(dirs, CLASSES, tmp_path / "agg", "x")  # the result: the final epoch, as sklearn scores it
+    final_pred = preds["01"][3] + preds["02"][3]
+    assert m["uf1"] == pytest.approx(f1_score(chosen_true, final_pred, labels=CLASSES, average="macro",
+                                              zero_division=0))
+    assert m["leakage"]["uf1"] == audit["uf1"] > m["uf1"]
+    cfg = dict(backbone="resnet50", frame="apex", loss="focal", task="5class", size=224, epochs=3)
+    summarise({"x": (tmp_path / "agg" / "metrics.json", cfg)}, tmp_path / "s.md", tmp_path / "s.tsv", "demo")
+    md = (tmp_path / "s.md").read_text()
+    assert "Leakage: UF1 with test-set epoch selection" in md and f"{audit['uf1']:.4f}" in md
+    assert "is not a result either" in md

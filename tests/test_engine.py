@@ -27,7 +27,8 @@ def cache(tmp_path_factory):
 
 def test_train_fold_writes_outputs(cache, tmp_path):
     info = train_fold(cache, "02", config(), tmp_path, threads=2, progress=False)
-    assert {p.name for p in tmp_path.iterdir()} == {"model.pt", "metrics.csv", "predictions.tsv", "fold.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {"model.pt", "metrics.csv", "predictions.tsv", "fold.json",
+                                                    "held_out_by_epoch.tsv"}
 
     ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
     assert ckpt["epoch"] == 2 and ckpt["config"]["name"] == "tiny"
@@ -49,7 +50,29 @@ def test_train_fold_writes_outputs(cache, tmp_path):
     assert fold["held_out"] == "02" and fold["train_subjects"] == ["01", "03"]
     assert (fold["n_train"], fold["n_test"], fold["epochs_run"], fold["resumed_from_epoch"]) == (12, 6, 2, 0)
     assert fold["seed"] == fold_seed(7, "02") == 7002 and fold["device"] == "cpu"
-    assert set(fold["versions"]) == {"python", "torch", "torchvision", "timm", "numpy"}
+    assert set(fold["versions"]) == {"mer", "python", "torch", "torchvision", "timm", "numpy"}
+
+    # the leakage audit's file: the held-out subject's predictions after each epoch; the last are the result's
+    audit = pd.read_csv(tmp_path / "held_out_by_epoch.tsv", sep="\t", dtype={"subject": str})
+    assert audit.epoch.tolist() == [1] * 6 + [2] * 6 and list(audit.columns[1:]) == list(pred.columns)
+    last = audit[audit.epoch == 2].drop(columns="epoch").reset_index(drop=True)
+    pd.testing.assert_frame_equal(last, pred, check_dtype=False)
+
+
+def test_the_audit_changes_nothing_else(cache, tmp_path):
+    # evaluating the held-out subject after every epoch must not move training: without it, the same bytes
+    cfg = config(epochs=2)
+    train_fold(cache, "03", cfg, tmp_path / "a", threads=2, progress=False)
+    train_fold(cache, "03", cfg, tmp_path / "b", threads=2, progress=False, audit=False)
+    assert not (tmp_path / "b" / "held_out_by_epoch.tsv").exists()
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    for name in ("predictions.tsv",):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    cols = ["epoch", "loss", "train_acc"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "metrics.csv")[cols],
+                                  pd.read_csv(tmp_path / "b" / "metrics.csv")[cols])
 
 
 def test_resume_is_exact(cache, tmp_path):
@@ -76,6 +99,8 @@ def test_resume_is_exact(cache, tmp_path):
     pd.testing.assert_series_equal(ma.loss, mb.loss)
     pd.testing.assert_frame_equal(pd.read_csv(full / "predictions.tsv", sep="\t"),
                                   pd.read_csv(parted / "predictions.tsv", sep="\t"))
+    # the audit's epochs before the kill come back from the checkpoint: the same text as uninterrupted
+    assert (full / "held_out_by_epoch.tsv").read_bytes() == (parted / "held_out_by_epoch.tsv").read_bytes()
 
 
 def test_checkpoint_of_another_config_is_ignored(cache, tmp_path):

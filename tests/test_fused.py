@@ -70,6 +70,9 @@ def test_fused_group_equals_each_fold_alone(cache, tmp_path, float64):
         pa = pd.read_csv(tmp_path / "alone" / h / "predictions.tsv", sep="\t")
         pb = pd.read_csv(tmp_path / "fused" / h / "predictions.tsv", sep="\t")
         pd.testing.assert_frame_equal(pa, pb, rtol=1e-6, atol=1e-6)
+        aa = pd.read_csv(tmp_path / "alone" / h / "held_out_by_epoch.tsv", sep="\t")
+        ab = pd.read_csv(tmp_path / "fused" / h / "held_out_by_epoch.tsv", sep="\t")
+        pd.testing.assert_frame_equal(aa, ab, rtol=1e-6, atol=1e-6)  # the audit's per-epoch predictions too
         ma = pd.read_csv(tmp_path / "alone" / h / "metrics.csv")
         mb = pd.read_csv(tmp_path / "fused" / h / "metrics.csv")
         np.testing.assert_allclose(ma[["loss", "train_acc"]], mb[["loss", "train_acc"]], rtol=1e-6)
@@ -158,6 +161,7 @@ def test_resume_is_exact(cache, tmp_path):
         for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
             assert all(torch.equal(sa[k], sb[k]) for k in sa)
         assert (a_dir / "predictions.tsv").read_bytes() == (b_dir / "predictions.tsv").read_bytes()
+        assert (a_dir / "held_out_by_epoch.tsv").read_bytes() == (b_dir / "held_out_by_epoch.tsv").read_bytes()
         pd.testing.assert_series_equal(pd.read_csv(a_dir / "metrics.csv").loss, pd.read_csv(b_dir / "metrics.csv").loss)
 
 

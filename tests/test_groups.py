@@ -49,7 +49,8 @@ def test_first_fold_trains_the_group_and_the_others_are_placed(tmp_path, cache):
     assert run_member(cache, "02", HELD, cfg, store, out["02"], key) == "placed"
     assert run_member(cache, "03", HELD, cfg, store, out["03"], key) == "placed"
     for h in HELD:
-        assert sorted(p.name for p in out[h].iterdir()) == ["fold.json", "metrics.csv", "model.pt", "predictions.tsv"]
+        assert sorted(p.name for p in out[h].iterdir()) == ["fold.json", "held_out_by_epoch.tsv", "metrics.csv",
+                                                             "model.pt", "predictions.tsv"]
         assert os.path.samefile(out[h] / "model.pt", store / h / "model.pt")  # a hard link, not a copy
         record = json.loads((out[h] / "fold.json").read_text())["fold_group"]
         assert record["group"] == HELD and record["mode"] == "fused" and record["size"] == 3

@@ -11,6 +11,10 @@ import cv2
 import h5py
 import numpy as np
 
+# A fold's held-out predictions after every epoch, for the leakage audit alone (mer.aggregate.leakage): never
+# read by training or by any choice; the result is the final epoch's predictions.tsv.
+AUDIT_FILE = "held_out_by_epoch.tsv"
+
 
 def subject_key(subject):
     """Canonical subject id: 'sub01', '01' and 1 all give '1'; other ids are returned unchanged."""

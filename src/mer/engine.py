@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 import mer
 from mer.augment import Inputs, draw_epoch, to_device
-from mer.data import epoch_seed, fold_subjects, held_out_mask, load_samples, subject_key
+from mer.data import AUDIT_FILE, epoch_seed, fold_subjects, held_out_mask, load_samples, subject_key
 from mer.io import atomic_path, write_csv, write_json, write_tsv
 from mer.losses import build_loss
 from mer.models import build_model
@@ -116,13 +116,15 @@ def run_settings(c, device):
 
 
 def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, progress=True,
-               max_epochs_this_run=None, extra_info=None):
+               max_epochs_this_run=None, extra_info=None, audit=True):
     """Train cfg's model without `held_out`, then write model.pt, metrics.csv, predictions.tsv, fold.json.
     held_out FINAL: train on every subject and write model.pt, metrics.csv and model.json (write_final).
 
     max_epochs_this_run: stop after this many epochs in this call without writing the final outputs,
     as if the job were killed there (for tests of resume). Returns fold.json's content, or None then.
     extra_info: more entries for fold.json (a fused group's record, say).
+    audit: also write AUDIT_FILE, the held-out subject's predictions after every epoch (tests turn it off to
+    show that it changes nothing else).
     """
     t_start = time.time()
     c = resolve(cfg)
@@ -150,13 +152,14 @@ def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, 
         inputs = Inputs(model.pretrained_cfg["mean"], model.pretrained_cfg["std"], c["augment"]["grayscale"],
                         device)
 
-        ckpt_path, start, history = out_dir / "checkpoint.pt", 0, []
+        ckpt_path, start, history, audited = out_dir / "checkpoint.pt", 0, [], []
         if ckpt_path.exists():
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
             if same_run(ckpt, cfg, held_out):
                 model.load_state_dict(ckpt["model"])
                 optimizer.load_state_dict(ckpt["optimizer"])
                 start, history = int(ckpt["epoch"]), list(ckpt["history"])[: int(ckpt["epoch"])]
+                audited = [r for r in ckpt.get("audit", []) if r["epoch"] <= start]
                 log(f"resuming {c['name']} fold {held_out} from {ckpt_path} after epoch {start}")
             else:
                 log(f"ignoring {ckpt_path}: written for another config or fold")
@@ -173,11 +176,15 @@ def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, 
                                        classes))
             history.append(row)
             write_csv(pd.DataFrame(history), out_dir / "metrics.csv")
+            if audit and len(fold.test):
+                audited += audit_rows(fold, data, predict(model, images[fold.test], inputs, run), classes, epoch + 1)
+                write_tsv(pd.DataFrame(audited), out_dir / AUDIT_FILE)
             log_row(row, c["name"], held_out)
             done = epoch + 1
             if done < epochs and done % int(c["checkpoint_every"]) == 0:
                 with atomic_path(ckpt_path) as tmp:
-                    torch.save(state(model.state_dict(), optimizer.state_dict(), done, cfg, held_out, history), tmp)
+                    torch.save({**state(model.state_dict(), optimizer.state_dict(), done, cfg, held_out, history),
+                                "audit": audited}, tmp)
         if stop < epochs:
             return None
 
@@ -206,17 +213,28 @@ def reproducibility(device, deterministic):
                "rounding only"))
 
 
+def prediction_table(fold, data, probs, classes):
+    """The held-out subject's predictions: subject, filename, y_true, y_pred, prob_<class> per clip."""
+    test = fold.test
+    return pd.DataFrame({
+        "subject": [data.subjects[i] for i in test], "filename": [data.filenames[i] for i in test],
+        "y_true": [classes[i] for i in data.labels[test]], "y_pred": [classes[i] for i in probs.argmax(1)],
+        **{f"prob_{cls}": probs[:, i] for i, cls in enumerate(classes)},
+    })
+
+
+def audit_rows(fold, data, probs, classes, epoch):
+    """One epoch's rows of AUDIT_FILE, as plain Python values (a checkpoint keeps them; resumed and
+    uninterrupted runs then write the same text)."""
+    return [{"epoch": int(epoch), **r} for r in prediction_table(fold, data, probs, classes).to_dict("records")]
+
+
 def write_fold(fold, data, probs, classes, model_state, c, run, start, extra, seconds):
     """A finished fold's predictions.tsv, model.pt and, last, fold.json (metrics.csv is written per epoch).
 
     start: the epoch this run resumed from; extra: more fold.json entries."""
     test = fold.test
-    pred = pd.DataFrame({
-        "subject": [data.subjects[i] for i in test], "filename": [data.filenames[i] for i in test],
-        "y_true": [classes[i] for i in data.labels[test]], "y_pred": [classes[i] for i in probs.argmax(1)],
-        **{f"prob_{cls}": probs[:, i] for i, cls in enumerate(classes)},
-    })
-    write_tsv(pred, fold.out_dir / "predictions.tsv")
+    write_tsv(prediction_table(fold, data, probs, classes), fold.out_dir / "predictions.tsv")
     with atomic_path(fold.out_dir / "model.pt") as tmp:
         torch.save(model_state, tmp)
     epochs = int(c["epochs"])

@@ -27,8 +27,9 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from mer.augment import Inputs, to_device
-from mer.data import load_samples
+from mer.data import AUDIT_FILE, load_samples
 from mer.engine import (
+    audit_rows,
     determinism,
     epoch_batches,
     log,
@@ -43,7 +44,7 @@ from mer.engine import (
     val_metrics,
     write_fold,
 )
-from mer.io import atomic_path, write_csv
+from mer.io import atomic_path, write_csv, write_tsv
 from mer.losses import build_loss
 from mer.models import build_model
 
@@ -225,12 +226,13 @@ class _Step:
 
 
 def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=None, progress=True,
-                max_epochs_this_run=None, checkpoint=None, extra_info=None):
+                max_epochs_this_run=None, checkpoint=None, extra_info=None, audit=True):
     """Train the folds of `held_outs` as one fused group; write each fold's files into its out_dirs entry.
 
     checkpoint: the group's checkpoint file (default: beside the first fold's folder, as group.ckpt.pt).
     max_epochs_this_run: stop after this many epochs without final outputs (tests of resume).
     extra_info: more entries for every fold.json. Returns the folds' fold.json contents, or None.
+    audit: write each fold's AUDIT_FILE (its held-out subject's predictions after every epoch), as train_fold.
     """
     t_start = time.time()
     c = resolve(cfg)
@@ -268,7 +270,7 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
         inputs = Inputs(mean, std, c["augment"]["grayscale"], device)
         step = _Step(fused, adam, criterion, inputs, images, labels, run, k, b)
 
-        start, histories = 0, [[] for _ in folds]
+        start, histories, audited = 0, [[] for _ in folds], [[] for _ in folds]
         if ckpt_path.exists():
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
             if list(ckpt.get("held_outs", [])) == held_outs and same_config(ckpt, cfg):
@@ -278,6 +280,7 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
                         t.copy_(v)
                 start = int(ckpt["epoch"])
                 histories = [list(h)[:start] for h in ckpt["histories"]]
+                audited = [[r for r in a if r["epoch"] <= start] for a in ckpt.get("audits", audited)]
                 log(f"resuming {c['name']} group {held_outs} from {ckpt_path} after epoch {start}")
             else:
                 log(f"ignoring {ckpt_path}: written for another config or group")
@@ -306,12 +309,16 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
                                            data.labels[f.val], classes))
                 histories[j].append(row)
                 write_csv(pd.DataFrame(histories[j]), f.out_dir / "metrics.csv")
+                if audit and len(f.test):
+                    probs = predict(fused.fold(j), images[f.test], inputs, run)
+                    audited[j] += audit_rows(f, data, probs, classes, epoch + 1)
+                    write_tsv(pd.DataFrame(audited[j]), f.out_dir / AUDIT_FILE)
                 log_row(row, c["name"], f.held_out)
             done = epoch + 1
             if done < epochs and done % int(c["checkpoint_every"]) == 0:
                 ckpt = dict(fused=fused.stacked(), adam=[t.detach().cpu() for t in adam.tensors()], epoch=done,
                             config=plain(cfg), held_outs=held_outs,
-                            histories=histories)
+                            histories=histories, audits=audited)
                 with atomic_path(ckpt_path) as tmp:
                     torch.save(ckpt, tmp)
         if stop < epochs:

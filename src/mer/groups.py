@@ -22,9 +22,11 @@ import os
 import shutil
 from pathlib import Path
 
+from mer.data import AUDIT_FILE
 from mer.io import atomic_path, write_json
 
-FOLD_FILES = ("model.pt", "metrics.csv", "predictions.tsv", "fold.json")  # fold.json last: marks a fold done
+# fold.json last: marks a fold done
+FOLD_FILES = ("model.pt", "metrics.csv", "predictions.tsv", AUDIT_FILE, "fold.json")
 
 
 def partition(subjects, fold_group):

@@ -113,7 +113,13 @@ def all_targets(wildcards):
         for s in fold_subjects(name):
             targets += [
                 f"{folds}/{s}/{f}"
-                for f in ("model.pt", "metrics.csv", "predictions.tsv", "fold.json")
+                for f in (
+                    "model.pt",
+                    "metrics.csv",
+                    "predictions.tsv",
+                    "held_out_by_epoch.tsv",
+                    "fold.json",
+                )
             ]
         targets += expand(rules.aggregate_loso.output, experiment=name)
     if EXPERIMENTS:

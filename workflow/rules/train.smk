@@ -6,6 +6,7 @@ rule train_fold:
         model=f"{RES}/{{experiment}}/folds/{{subject}}/model.pt",
         metrics=f"{RES}/{{experiment}}/folds/{{subject}}/metrics.csv",
         predictions=f"{RES}/{{experiment}}/folds/{{subject}}/predictions.tsv",
+        audit=f"{RES}/{{experiment}}/folds/{{subject}}/held_out_by_epoch.tsv",
         info=f"{RES}/{{experiment}}/folds/{{subject}}/fold.json",
     log:
         f"{RES}/logs/train_fold/{{experiment}}/{{subject}}.log",
@@ -45,6 +46,7 @@ rule train_fold_group:
         model=f"{RES}/{{experiment}}/folds/{{subject}}/model.pt",
         metrics=f"{RES}/{{experiment}}/folds/{{subject}}/metrics.csv",
         predictions=f"{RES}/{{experiment}}/folds/{{subject}}/predictions.tsv",
+        audit=f"{RES}/{{experiment}}/folds/{{subject}}/held_out_by_epoch.tsv",
         info=f"{RES}/{{experiment}}/folds/{{subject}}/fold.json",
     log:
         f"{RES}/logs/train_fold_group/{{experiment}}/{{subject}}.log",
@@ -95,6 +97,7 @@ rule aggregate_loso:
     input:
         predictions=fold_outputs("predictions.tsv"),
         metrics=fold_outputs("metrics.csv"),
+        audit=fold_outputs("held_out_by_epoch.tsv"),
         code=code("aggregate", "metrics"),
     output:
         predictions=f"{RES}/{{experiment}}/predictions.tsv",
