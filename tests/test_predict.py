@@ -119,7 +119,7 @@ def test_cli_text_json_out_and_ensemble(final_run, tmp_path, capsys):
     assert saved["probabilities"] == pytest.approx(mean, abs=1e-6)
 
 
-def test_windowed_mode_finds_three_apexes_in_a_long_video(final_run, tmp_path):
+def test_windowed_mode_finds_three_apexes_in_a_long_video(final_run, tmp_path, capsys):
     """Three demo clips of one subject joined by neutral frames (the same face rendered without motion:
     head jitter and sensor noise only), as one mp4."""
     neutral = tmp_path / "neutral"
@@ -139,6 +139,13 @@ def test_windowed_mode_finds_three_apexes_in_a_long_video(final_run, tmp_path):
     found = table[table.reason == ""]
     assert len(found) == 3 and len(preds) == 3, table
     assert np.abs(found.apex.to_numpy(int) - np.array(apexes)).max() <= 5, (table, apexes)
+    # the same through the command line, as JSON, and as files
+    assert main(["predict", str(video), "--model", str(final_run / "tiny"), "--window", "48", "--json",
+                 "--out", str(tmp_path / "out")]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert [w["apex"] for w in body["windows"]] == found.apex.tolist() and len(body["predictions"]) == 3
+    assert len(pd.read_csv(tmp_path / "out" / "windows.tsv", sep="\t")) == len(table)
+    assert sorted(p.name for p in (tmp_path / "out").glob("window*.png")) == [f"window00{k}.png" for k in (1, 2, 3)]
 
 
 def test_bad_inputs_exit_2_with_a_message_naming_them(final_run, tmp_path, capsys):

@@ -149,8 +149,10 @@ def run_predict(args):
     seconds = time.perf_counter() - t0
     if args.json:
         body = [p.to_json() for p in preds] if args.window else preds[0].to_json()
-        print(json.dumps(body if not args.window else {"windows": table.to_dict("records"), "predictions": body},
-                         default=str))
+        if args.window:  # a skipped window's blanks: null, not NaN (which is not JSON)
+            body = {"windows": table.astype(object).where(table.notna(), None).to_dict("records"),
+                    "predictions": body}
+        print(json.dumps(body, default=str))
     elif args.window:
         print(table.to_string(index=False) if len(table) else "no window moved more than the threshold")
     else:
