@@ -4,6 +4,7 @@ Scores are computed once over the pooled predictions of all held-out subjects (n
 per-fold scores), as is usual for CASME II LOSO results.
 """
 
+import functools
 import json
 from pathlib import Path
 
@@ -281,13 +282,14 @@ def compare_experiments(experiment_metrics, compare=None):
             first.setdefault(experiment_metrics[n][1].get("task"), n)
         pairs = [(first[experiment_metrics[n][1].get("task")], n) for n in names
                  if first[experiment_metrics[n][1].get("task")] != n]
+    read = functools.cache(lambda n: pd.read_csv(  # the first experiment is in many pairs: read once
+        Path(experiment_metrics[n][0]).parent / "predictions.tsv", sep="\t",
+        dtype={"subject": str, "filename": str, "y_true": str, "y_pred": str}))
     rows = []
     for a, b in pairs:
         cfg_a, cfg_b = experiment_metrics[a][1], experiment_metrics[b][1]
         if cfg_a.get("task") != cfg_b.get("task"):
             continue
-        read = lambda n: pd.read_csv(Path(experiment_metrics[n][0]).parent / "predictions.tsv", sep="\t",  # noqa: E731
-                                     dtype={"subject": str, "filename": str, "y_true": str, "y_pred": str})
         both = read(a).merge(read(b), on=["subject", "filename", "y_true"], suffixes=("_a", "_b"))
         if both.empty:
             continue

@@ -39,7 +39,6 @@ class Model:
     nets: list  # torch modules in eval mode; more than one: an ensemble
     cfg: dict  # the experiment's config (engine.resolve), with its `preprocess` entry
     paths: list  # the model.pt files
-    info: dict  # model.json of a final model ({} for fold models)
     device: torch.device
     inputs: Inputs = field(repr=False)
     run: dict = field(repr=False)
@@ -98,11 +97,9 @@ def load_model(path, device=None, ensemble=False):
     for k, net in enumerate(nets):
         net = net.to(device).eval()
         nets[k] = net.to(memory_format=torch.channels_last) if run["channels_last"] else net
-    info_path = files[0].parent / "model.json"
-    info = json.loads(info_path.read_text()) if len(files) == 1 and info_path.is_file() else {}
     inputs = Inputs(nets[0].pretrained_cfg["mean"], nets[0].pretrained_cfg["std"], c["augment"]["grayscale"],
                     device)
-    return Model(nets, c, files, info, device, inputs, run)
+    return Model(nets, c, files, device, inputs, run)
 
 
 def _read(path):
@@ -178,7 +175,7 @@ def predict_clip(source, model, onset=None, offset=None, apex=None, device=None,
 
 def _predict(clip, model, onset, offset, apex, threads, t0):
     c, p = model.cfg, model.cfg["preprocess"]
-    eps, reduce = int(p["apex"]["eps"]), int(p["apex"]["reduce"])
+    eps = int(p["apex"]["eps"])
     name, frames = clip.name, clip.numbers
     onset = frames[0] if onset is None else int(onset)
     offset = frames[-1] if offset is None else int(offset)
@@ -198,20 +195,13 @@ def _predict(clip, model, onset, offset, apex, threads, t0):
                            "give the apex frame (--apex N)")
     window = frames[first: last + 1]
 
-    # Landmarks once per clip, on the onset frame (mer.landmarks.detect_clip without its retries).
-    lm = p["landmarks"]
-    found = detect(clip.gray(onset), lm.get("model"), int(lm["upsample"]))
-    if found is None:
+    spotting = _spot(clip, window, p, threads)
+    if spotting is None:
         raise PredictError(f"{name}: no face found in the onset frame {onset}")
+    found, _, _, curve, k = spotting
     mark = pd.Series(landmark_row({"frame": onset}, found))
-    points = found[1]
-
-    # Apex spotting, as mer.apex.spot_subject does it for a dataset's clip.
-    a = p["apex"]
-    stack = clip.gray_stack(window, reduce, threads)
-    boxes = region_boxes(points / reduce, stack.shape[1:], a["region_scale"])
-    curve = spot_curve(stack, boxes, eps=eps, use_offset=a["use_offset"])
-    spotted = window[spot_apex(curve, eps)]
+    points, lm, a = found[1], p["landmarks"], p["apex"]
+    spotted = window[k]
     shift = float("nan")
     if a["max_face_shift"] is not None:
         problem, shift = check_face(clip.gray(spotted), mark, spotted, a["max_face_shift"], int(lm["upsample"]))
@@ -232,6 +222,22 @@ def _predict(clip, model, onset, offset, apex, threads, t0):
         curve=[float(v) for v in curve], face_shift=float(shift), model=model.paths,
         seconds=round(time.perf_counter() - t0, 3), crops=crops,
     )
+
+
+def _spot(clip, span, p, threads):
+    """Landmarks once, on the span's first frame (mer.landmarks.detect_clip without its retries), then apex
+    spotting over the span as mer.apex.spot_subject does it for a dataset's clip, with the model's settings
+    `p` (its `preprocess`). Returns (detect's result, grey stack, region boxes, M_i curve, apex index in the
+    span), or None if the first frame has no face."""
+    lm, a = p["landmarks"], p["apex"]
+    eps, reduce = int(a["eps"]), int(a["reduce"])
+    found = detect(clip.gray(span[0]), lm.get("model"), int(lm["upsample"]))
+    if found is None:
+        return None
+    stack = clip.gray_stack(span, reduce, threads)
+    boxes = region_boxes(found[1] / reduce, stack.shape[1:], a["region_scale"])
+    curve = spot_curve(stack, boxes, eps=eps, use_offset=a["use_offset"])
+    return found, stack, boxes, curve, spot_apex(curve, eps)
 
 
 def _crop(bgr, points, crop, size):
@@ -257,7 +263,7 @@ def spot_windows(source, model, window, stride=None, threshold=2.5, rest=0.8, th
     if not isinstance(model, Model):
         model = load_model(model)
     p = model.cfg["preprocess"]
-    eps, reduce, frames = int(p["apex"]["eps"]), int(p["apex"]["reduce"]), clip.numbers
+    eps, frames = int(p["apex"]["eps"]), clip.numbers
     window, stride = int(window), int(stride or max(1, window // 4))
     if window < 2 * eps + 1 or window > len(frames):
         raise PredictError(f"{clip.name}: window {window} must hold {2 * eps + 1} to {len(frames)} frames")
@@ -267,14 +273,11 @@ def spot_windows(source, model, window, stride=None, threshold=2.5, rest=0.8, th
     candidates, skipped = [], []
     for s in starts:
         span = frames[s: s + window]
-        found = detect(clip.gray(span[0]), p["landmarks"].get("model"), int(p["landmarks"]["upsample"]))
-        if found is None:
+        spotting = _spot(clip, span, p, threads)
+        if spotting is None:
             skipped.append(dict(start=span[0], end=span[-1], reason=f"no face found in frame {span[0]}"))
             continue
-        stack = clip.gray_stack(span, reduce, threads)
-        boxes = region_boxes(found[1] / reduce, stack.shape[1:], p["apex"]["region_scale"])
-        curve = spot_curve(stack, boxes, eps=eps, use_offset=p["apex"]["use_offset"])
-        k = spot_apex(curve, eps)
+        _, stack, boxes, curve, k = spotting
         ends = _region_change(stack, boxes, 0, -1) / min(_region_change(stack, boxes, k, 0),
                                                            _region_change(stack, boxes, k, -1))
         if curve[k] > threshold and ends < rest:
