@@ -25,8 +25,13 @@ echo "setup.sh: $VENV runs $("$VENV/bin/python" --version 2>&1)"
 stamp=$VENV/.mer-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  # An environment made before mer needed TV-L1 flow has plain OpenCV, which shares the cv2 folder with the
+  # contrib build: remove both, so that the install below writes cv2 once, whole.
+  if "$VENV/bin/python" -m pip show --quiet opencv-python-headless 2>/dev/null; then
+    "$VENV/bin/python" -m pip uninstall --quiet --yes opencv-python-headless opencv-contrib-python-headless
+  fi
   "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
   touch "$stamp"
 fi
-"$VENV/bin/python" -c "import mer, torch, timm, dlib, cv2, h5py, snakemake" \
+"$VENV/bin/python" -c "import mer, torch, timm, dlib, cv2, h5py, snakemake; cv2.optflow.DualTVL1OpticalFlow_create" \
   || { echo "setup.sh: the environment in $VENV is broken; delete $VENV and rerun" >&2; exit 1; }

@@ -99,6 +99,63 @@ def leakage(audit_files, classes):
                 selection="per held-out subject, the first epoch of highest accuracy on that subject")
 
 
+# scores given as mean and standard deviation over the seeds of an experiment with `seeds`
+SEED_SCORES = ("accuracy", "uf1", "uar", "uf1_fold_mean")
+
+
+def aggregate_seeds(run_dirs, seeds, classes, out_dir, experiment):
+    """An experiment trained once per seed (its runs' folders, each aggregated): write predictions.tsv (every
+    run's pooled predictions, with a `seed` column) and metrics.json into out_dir.
+
+    metrics.json: the mean over seeds of accuracy, UF1, UAR and the fold-mean UF1, each with `<score>_sd`
+    (sample standard deviation, ddof 1; 0 for one seed), the scores of every seed (`per_seed`), the leakage
+    audit's UF1 as mean and sd, and the bootstrap interval of the mean UF1: each resample of the clips (within
+    subjects) scores every seed's predictions of those clips, and their UF1s are averaged."""
+    classes, out_dir = list(classes), Path(out_dir)
+    ms = [json.loads((Path(d) / "metrics.json").read_text()) for d in run_dirs]
+    preds = pd.concat([read_predictions(Path(d) / "predictions.tsv").assign(seed=int(s))
+                       for d, s in zip(run_dirs, seeds, strict=True)], ignore_index=True)
+    write_tsv(preds, out_dir / "predictions.tsv")
+
+    def spread(values):
+        values = np.asarray(values, dtype=float)
+        return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+    metrics = dict(seeds=[int(s) for s in seeds], n_folds=ms[0]["n_folds"], n_samples=ms[0]["n_samples"],
+                   per_seed={str(s): {k: m[k] for k in ("accuracy", "uf1", "uar")} for s, m in zip(seeds, ms,
+                                                                                                  strict=True)})
+    for k in SEED_SCORES:
+        metrics[k], metrics[f"{k}_sd"] = spread([m[k] for m in ms])
+    if all("leakage" in m for m in ms):
+        mean, sd = spread([m["leakage"]["uf1"] for m in ms])
+        metrics["leakage"] = dict(uf1=mean, uf1_sd=sd, per_seed=[m["leakage"]["uf1"] for m in ms])
+    wide = seed_columns(preds)
+    low, high = bootstrap_uf1(wide.y_true, wide[pred_columns(wide)].T.to_numpy(), wide.subject, classes,
+                              BOOTSTRAP["n"], BOOTSTRAP["seed"], BOOTSTRAP["level"])
+    metrics.update(uf1_ci95=[low, high], bootstrap=BOOTSTRAP, experiment=experiment)
+    write_json(metrics, out_dir / "metrics.json")
+    return metrics
+
+
+def read_predictions(path):
+    return pd.read_csv(path, sep="\t", dtype={"subject": str, "filename": str, "y_true": str, "y_pred": str})
+
+
+def seed_columns(preds):
+    """Pooled predictions with one `y_pred_<seed>` column per seed, for the clips every seed predicted (a table
+    without a `seed` column is one run: its y_pred becomes the only such column)."""
+    key = ["subject", "filename", "y_true"]
+    if "seed" not in preds:
+        return preds[key + ["y_pred"]].rename(columns={"y_pred": "y_pred_0"})
+    wide = preds.pivot(index=key, columns="seed", values="y_pred").dropna()
+    wide.columns = [f"y_pred_{s}" for s in wide.columns]
+    return wide.reset_index()
+
+
+def pred_columns(wide):
+    return [c for c in wide.columns if c.startswith("y_pred_")]
+
+
 def _plot_confusion(cm, classes, title, path):
     fig = Figure(figsize=(1.2 * len(classes) + 2.5, 1.1 * len(classes) + 2), layout="constrained")
     ax = fig.add_subplot()
@@ -183,12 +240,14 @@ def _save(fig, path):
 
 
 # summary.md / summary.html: column -> heading, in table order
-SUMMARY_COLUMNS = {"method": "Method", "experiment": "Experiment", "frame": "Frame", "loss": "Loss", "task": "Task",
-                   "size": "Size", "epochs": "Epochs", "accuracy": "Accuracy", "uf1": "UF1", "uf1_ci95": "UF1 95% CI",
+SUMMARY_COLUMNS = {"method": "Method", "experiment": "Experiment", "input": "Input", "frame": "Frame", "loss": "Loss",
+                   "task": "Task", "size": "Size", "epochs": "Epochs", "seeds": "Seeds", "accuracy": "Accuracy",
+                   "uf1": "UF1", "uf1_ci95": "UF1 95% CI",
                    "uar": "UAR", "uf1_fold_mean": "UF1, mean of folds",
                    "leakage_uf1": "Leakage: UF1 with test-set epoch selection", "n_folds": "Folds",
                    "n_samples": "Samples"}
 SCORES = ["Accuracy", "UF1", "UAR", "UF1, mean of folds", "Leakage: UF1 with test-set epoch selection"]
+SCORE_KEYS = {SUMMARY_COLUMNS[k]: k for k in ("accuracy", "uf1", "uar", "uf1_fold_mean", "leakage_uf1")}
 # right-aligned in .md
 NUMERIC_COLUMNS = ("size", "epochs", "accuracy", "uf1", "uar", "uf1_fold_mean", "leakage_uf1", "n_folds",
                    "n_samples")
@@ -209,10 +268,14 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_h
         m = json.loads(Path(metrics_path).read_text())
         rows.append(dict(
             experiment=name, method=METHOD_NAMES.get(cfg.get("backbone"), cfg.get("backbone")),
-            backbone=cfg.get("backbone"), frame=cfg.get("frame"), loss=cfg.get("loss"), task=cfg.get("task"),
-            size=cfg.get("size"), epochs=cfg.get("epochs"), accuracy=m["accuracy"], uf1=m["uf1"],
-            uf1_ci95="{:.4f}–{:.4f}".format(*m["uf1_ci95"]), uar=m["uar"], uf1_fold_mean=m["uf1_fold_mean"],
-            leakage_uf1=m.get("leakage", {}).get("uf1"),
+            backbone=cfg.get("backbone"), input=cfg.get("input", "frame"), frame=cfg.get("frame"),
+            loss=cfg.get("loss"), task=cfg.get("task"), size=cfg.get("size"), epochs=cfg.get("epochs"),
+            seeds=", ".join(str(x) for x in m.get("seeds", [cfg.get("seed", 0)])),
+            accuracy=m["accuracy"], uf1=m["uf1"], uf1_ci95="{:.4f}–{:.4f}".format(*m["uf1_ci95"]), uar=m["uar"],
+            uf1_fold_mean=m["uf1_fold_mean"], leakage_uf1=m.get("leakage", {}).get("uf1"),
+            # standard deviations over seeds (experiments with `seeds`); blank for one run
+            accuracy_sd=m.get("accuracy_sd"), uf1_sd=m.get("uf1_sd"), uar_sd=m.get("uar_sd"),
+            uf1_fold_mean_sd=m.get("uf1_fold_mean_sd"), leakage_uf1_sd=m.get("leakage", {}).get("uf1_sd"),
             n_folds=m["n_folds"], n_samples=m["n_samples"], source="this workflow",
         ))
     if reported is None:
@@ -222,8 +285,9 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_h
                          n_folds=None,
                          n_samples=None, **r, source="reported"))
         rows[-1]["method"] = f"{r.get('method', r.get('backbone'))} (reported)"
-    cols = ["experiment", "method", "backbone", "frame", "loss", "task", "size", "epochs", "accuracy", "uf1",
-            "uf1_ci95", "uar", "uf1_fold_mean", "leakage_uf1", "n_folds", "n_samples", "source"]
+    cols = ["experiment", "method", "backbone", "input", "frame", "loss", "task", "size", "epochs", "seeds",
+            "accuracy", "uf1", "uf1_ci95", "uar", "uf1_fold_mean", "leakage_uf1", "accuracy_sd", "uf1_sd", "uar_sd",
+            "uf1_fold_mean_sd", "leakage_uf1_sd", "n_folds", "n_samples", "source"]
     table = pd.DataFrame(rows, columns=cols)
     for col in ("size", "epochs", "n_folds", "n_samples"):
         table[col] = table[col].astype("Int64")  # integers with blanks for the reported rows
@@ -234,11 +298,15 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_h
             return "–"
         return f"{v:.{digits}f}" if digits else str(v)
 
+    def score(r, k):  # a score, as mean ± sd over seeds where there are several
+        sd = r.get(f"{k}_sd")
+        return cell(r[k], 4) + ("" if sd is None or pd.isna(sd) or pd.isna(r[k]) else f" ± {sd:.4f}")
+
     lines = [f"# Results on {dataset} (leave-one-subject-out)", "",
              "| " + " | ".join(SUMMARY_COLUMNS.values()) + " |",
              "|" + "|".join("---:" if k in NUMERIC_COLUMNS else "---" for k in SUMMARY_COLUMNS) + "|"]
     for r in table.to_dict("records"):
-        lines.append("| " + " | ".join(cell(r[k], 4 if SUMMARY_COLUMNS[k] in SCORES else None)
+        lines.append("| " + " | ".join(score(r, k) if SUMMARY_COLUMNS[k] in SCORES else cell(r[k])
                                         for k in SUMMARY_COLUMNS) + " |")
     lines += ["", "Accuracy, UF1 (macro F1) and UAR (macro recall) are computed over the pooled predictions",
               f"of all folds. The UF1 interval is a {BOOTSTRAP['level']:.0%} bootstrap percentile interval "
@@ -247,7 +315,9 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_h
               "some papers report; it is not our result. The leakage column is not a result either: it is what "
               "choosing each fold's epoch by its accuracy on the held-out subject (the test set) would have "
               "reported, as much published MER code does (Varanka et al., IEEE TAFFC 2024, measured STSTNet on "
-              "CASME II going from UF1 0.704 to 0.869 that way). Our UF1 is the final epoch's, chosen by nobody."]
+              "CASME II going from UF1 0.704 to 0.869 that way). Our UF1 is the final epoch's, chosen by nobody. "
+              "An experiment with several seeds shows mean ± standard deviation over its seeds, and the interval "
+              "of its mean UF1 (every seed scored on the same resampled clips)."]
     if reported:
         lines[-1] += " Rows marked (reported) are the paper's published numbers, not rerun here."
     note = " ".join(lines[-2:])
@@ -282,18 +352,20 @@ def compare_experiments(experiment_metrics, compare=None):
             first.setdefault(experiment_metrics[n][1].get("task"), n)
         pairs = [(first[experiment_metrics[n][1].get("task")], n) for n in names
                  if first[experiment_metrics[n][1].get("task")] != n]
-    read = functools.cache(lambda n: pd.read_csv(  # the first experiment is in many pairs: read once
-        Path(experiment_metrics[n][0]).parent / "predictions.tsv", sep="\t",
-        dtype={"subject": str, "filename": str, "y_true": str, "y_pred": str}))
+    read = functools.cache(lambda n: seed_columns(read_predictions(  # the first experiment is in many pairs
+        Path(experiment_metrics[n][0]).parent / "predictions.tsv")))
     rows = []
     for a, b in pairs:
         cfg_a, cfg_b = experiment_metrics[a][1], experiment_metrics[b][1]
         if cfg_a.get("task") != cfg_b.get("task"):
             continue
-        both = read(a).merge(read(b), on=["subject", "filename", "y_true"], suffixes=("_a", "_b"))
+        pa, pb = pred_columns(read(a)), pred_columns(read(b))
+        both = read(a).rename(columns={c: f"a {c}" for c in pa}).merge(
+            read(b).rename(columns={c: f"b {c}" for c in pb}), on=["subject", "filename", "y_true"])
         if both.empty:
             continue
-        diff, low, high = paired_bootstrap_uf1(both.y_true, both.y_pred_a, both.y_pred_b, both.subject,
+        runs_a, runs_b = [both[f"a {c}"] for c in pa], [both[f"b {c}"] for c in pb]
+        diff, low, high = paired_bootstrap_uf1(both.y_true, runs_a, runs_b, both.subject,
                                                list(cfg_a["classes"]), BOOTSTRAP["n"], BOOTSTRAP["seed"],
                                                BOOTSTRAP["level"])
         rows.append(dict(a=a, b=b, diff=diff, low=low, high=high, n=len(both)))
@@ -314,13 +386,20 @@ def _summary_html(table, dataset, note, pairs=None):
     from html import escape
 
     shown = table[list(SUMMARY_COLUMNS)].rename(columns=SUMMARY_COLUMNS).replace("", None)
-    shown[SCORES] = shown[SCORES].astype(float)  # a column without any value (no audit, say): NaN, shown as –
+    values = table[list(SCORE_KEYS.values())].astype(float)  # a column without any value (no audit): NaN
+    for heading, k in SCORE_KEYS.items():  # text: "mean ± sd" over seeds, or the one run's score
+        shown[heading] = [None if pd.isna(v) else f"{v:.4f}" + ("" if pd.isna(sd) else f" ± {sd:.4f}")
+                          for v, sd in zip(values[k], table[f"{k}_sd"].astype(float), strict=True)]
     reported = (table["source"] == "reported").to_numpy()
     grey = lambda row: ["color: #64748b; font-style: italic;" if reported[row.name] else ""] * len(row)  # noqa: E731
+    # Styler.bar draws from numeric cells, and these hold text: the same bar (a gradient stop at the value) by hand
+    bars = lambda col: [  # noqa: E731
+        "" if pd.isna(v) else f"background: linear-gradient(90deg, #bfdbfe {100 * min(max(v, 0), 1):.1f}%, "
+        f"transparent {100 * min(max(v, 0), 1):.1f}%);" for v in values[SCORE_KEYS[col.name]]]
     styler = (
         shown.style.hide(axis="index")
-        .format(dict.fromkeys(SCORES, "{:.4f}"), na_rep="–", escape="html")
-        .bar(subset=SCORES, vmin=0, vmax=1, color="#bfdbfe")
+        .format(na_rep="–", escape="html")
+        .apply(bars, subset=SCORES)
         .apply(grey, axis=1)
         .set_uuid("summary")  # the table's id: T_summary
         .set_caption(f"Results on {escape(dataset)} (leave-one-subject-out)")

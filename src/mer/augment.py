@@ -23,7 +23,7 @@ GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma weights, as torchvision's rgb_
 
 
 def to_device(images, device):
-    """uint8 (N, S, S, 3) RGB numpy -> uint8 (N, 3, S, S) tensor on `device` (about 150 kB per 224 px crop)."""
+    """(N, S, S, C) numpy -> (N, C, S, S) tensor on `device`, same dtype (a 224 px uint8 RGB crop: 150 kB)."""
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(device)
 
 
@@ -52,21 +52,31 @@ def draw_epoch(n, seed, epoch, batch_size, hflip=True, rotate=15.0):
 
 
 class Inputs:
-    """Turns uint8 (M, 3, S, S) crops on the device into the model's float32 input.
+    """Turns a batch (M, C, S, S) of a fold's samples on the device into the model's float32 input.
 
-    mean, std: per-channel normalisation, from the timm model's pretrained_cfg.
-    grayscale: luminance copied to all 3 channels (keeps the 3-input stem).
+    kind: the experiment's `input` (mer.data.input_datasets): 'frame', a uint8 RGB crop; 'difference', a
+    crop and the onset crop (6 uint8 channels), entering as their difference (both get the same grayscale,
+    flip and rotation, and these are linear, so differencing first is the same and cheaper); 'flow', float32
+    u, v (px) and strain, whose vectors turn with the image: a flip negates u, a rotation rotates (u, v).
+    mean, std: per-channel normalisation of frames, from the timm model's pretrained_cfg; a difference is
+    centred on 0 and divided by std; flow enters in its own units (px, and strain's ratio), not normalised.
+    grayscale: luminance copied to all 3 channels (keeps the 3-input stem); not for flow.
     The constants are device tensors made once, so a CUDA graph can capture `train` (no host copy in it).
     """
 
-    def __init__(self, mean, std, grayscale=True, device="cpu"):
-        self.grayscale = bool(grayscale)
+    def __init__(self, mean, std, grayscale=True, device="cpu", kind="frame"):
+        if kind not in ("frame", "difference", "flow"):
+            raise ValueError(f"input {kind!r} is not 'frame', 'difference' or 'flow'")
+        self.kind = kind
+        self.grayscale = bool(grayscale) and kind != "flow"
         self.gray = torch.tensor(GRAY, device=device).view(1, 3, 1, 1)
+        mean = [0.0, 0.0, 0.0] if kind != "frame" else mean
+        std = [1.0, 1.0, 1.0] if kind == "flow" else std
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
     def test(self, x):
-        """No augmentation: grayscale and normalisation only."""
+        """No augmentation: the input as the model sees it (difference, grayscale, normalisation)."""
         return (self._unit(x) - self.mean) / self.std
 
     def train(self, x, flip, angle):
@@ -83,8 +93,18 @@ class Inputs:
         theta = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if self.kind == "flow":
+            # the content at p moves to R^T p (R = theta's 2x2, x right, y down), so does each displacement;
+            # a flipped sample's u changes sign first
+            u = torch.where(flip, -1.0, 1.0).to(x.dtype).view(-1, 1, 1) * x[:, 0]
+            v, c, s = x[:, 1], cos.view(-1, 1, 1), sin.view(-1, 1, 1)
+            x = torch.stack([c * u + s * v, -s * u + c * v, x[:, 2]], 1)
         return (x - self.mean) / self.std
 
     def _unit(self, x):
+        if self.kind == "flow":
+            return x.to(torch.get_default_dtype())
         x = x.to(torch.get_default_dtype()) / 255  # 0..1 (float32 unless a test asks for float64)
+        if self.kind == "difference":
+            x = x[:, :3] - x[:, 3:]  # the crop minus the onset crop, -1..1
         return (x * self.gray).sum(1, keepdim=True).expand(-1, 3, -1, -1) if self.grayscale else x

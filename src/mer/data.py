@@ -11,6 +11,8 @@ import cv2
 import h5py
 import numpy as np
 
+from mer import flow
+
 # A fold's held-out predictions after every epoch, for the leakage audit alone (mer.aggregate.leakage): never
 # read by training or by any choice; the result is the final epoch's predictions.tsv.
 AUDIT_FILE = "held_out_by_epoch.tsv"
@@ -31,7 +33,7 @@ def subject_sort_key(subject):
 
 @dataclass
 class Split:
-    images: np.ndarray  # uint8 (N, S, S, 3) RGB
+    images: np.ndarray  # (N, S, S, C): uint8 RGB crops (C = 3, or 6 for a difference), float32 flow
     labels: np.ndarray  # int64 (N,), index into `classes`
     subjects: list  # subject id per sample, as stored in the cache ('01')
     filenames: list  # clip name per sample ('EP02_01f')
@@ -82,10 +84,12 @@ def load_split(cache_paths, task, frame, held_out, classes, resize=None):
 
 
 def load_samples(cache_paths, task, frame, classes, resize=None):
-    """Every sample labelled for `task`, as one Split (the `frame` crop of each).
+    """Every sample labelled for `task`, as one Split.
 
-    resize: input size in px; crops are resized once here (cv2 INTER_AREA) when it differs from the cache's.
+    frame: the cache dataset of each sample ('apex'), or several (input_datasets) stacked along channels.
+    resize: input size in px; each dataset is resized once here (prepare) when it differs from the cache's.
     """
+    names = (frame,) if isinstance(frame, str) else tuple(frame)
     classes = list(classes)
     index = {c: i for i, c in enumerate(classes)}
     images, labels, subjects, filenames = [], [], [], []
@@ -94,18 +98,48 @@ def load_samples(cache_paths, task, frame, classes, resize=None):
             for name, g, label in _labelled_groups(h5, task):
                 if label not in index:
                     raise ValueError(f"{path}:/{name}: label {label!r} of task {task!r} not in {classes}")
-                if frame not in g:
-                    raise KeyError(f"{path}:/{name} has no frame {frame!r} (has {sorted(g)})")
-                img = g[frame][()]
-                if resize and img.shape[:2] != (resize, resize):
-                    img = cv2.resize(img, (resize, resize), interpolation=cv2.INTER_AREA)
-                images.append(img)
+                missing = [f for f in names if f not in g]
+                if missing:
+                    raise KeyError(f"{path}:/{name} has no {missing} (has {sorted(g)})")
+                images.append(np.concatenate([prepare(g[f][()], resize) for f in names], axis=-1))
                 labels.append(index[label])
                 subjects.append(str(g.attrs["subject"]))
                 filenames.append(str(g.attrs.get("filename", name)))
     if not images:
         raise ValueError(f"no samples labelled for task {task!r} in {len(cache_paths)} cache file(s)")
-    return Split(np.stack(images).astype(np.uint8), np.asarray(labels, dtype=np.int64), subjects, filenames)
+    return Split(np.stack(images), np.asarray(labels, dtype=np.int64), subjects, filenames)
+
+
+# `input` of an experiment: what the model sees (mer.augment.Inputs turns it into the network's input)
+INPUTS = ("frame", "difference", "flow")
+
+
+def input_datasets(c):
+    """The cache datasets an experiment's input reads, in channel order: `frame` its crop (uint8 RGB);
+    `difference` that crop and the onset crop (6 uint8 channels; Inputs subtracts them after augmenting both
+    alike); `flow` the onset -> apex flow of the flow cache (mer.flow, float32 u, v, strain)."""
+    kind, frame = c.get("input", "frame"), c["frame"]
+    if kind == "frame":
+        return (frame,)
+    if kind == "difference":
+        if frame == "onset":
+            raise ValueError(f"experiment {c.get('name')!r}: input 'difference' needs a frame other than the onset")
+        return (frame, "onset")
+    if kind == "flow":
+        if frame != "apex":
+            raise ValueError(f"experiment {c.get('name')!r}: input 'flow' is onset -> apex flow; frame must be 'apex'")
+        return (flow.KIND,)
+    raise ValueError(f"experiment {c.get('name')!r}: input {kind!r} is not one of {INPUTS}")
+
+
+def prepare(array, size=None):
+    """One cached dataset at the model's input size: a uint8 crop resized with INTER_AREA, a flow field
+    with mer.flow.resize_flow (which also scales its vectors)."""
+    if not size or array.shape[0] == size:
+        return array
+    if array.dtype == np.uint8:
+        return cv2.resize(array, (size, size), interpolation=cv2.INTER_AREA)
+    return flow.resize_flow(array, size)
 
 
 def held_out_mask(data, held_out, task="?"):

@@ -35,7 +35,15 @@ from tqdm import tqdm
 
 import mer
 from mer.augment import Inputs, draw_epoch, to_device
-from mer.data import AUDIT_FILE, epoch_seed, fold_subjects, held_out_mask, load_samples, subject_key
+from mer.data import (
+    AUDIT_FILE,
+    epoch_seed,
+    fold_subjects,
+    held_out_mask,
+    input_datasets,
+    load_samples,
+    subject_key,
+)
 from mer.io import atomic_path, write_csv, write_json, write_tsv
 from mer.losses import build_loss
 from mer.models import build_model
@@ -45,7 +53,7 @@ DEFAULTS = dict(
     pretrained="none", drop_rate=0.0, loss="focal", gamma=2.0, alpha=None, optimizer="adam", lr=1e-4,
     weight_decay=0.0, batch_size=2, epochs=100, seed=0, deterministic=False, checkpoint_every=10,
     augment=dict(grayscale=True, hflip=True, rotate=15), amp="auto", channels_last="auto",
-    compile=False, inner_val=0.0, fold_group=1, cuda_graph="auto",
+    compile=False, inner_val=0.0, fold_group=1, cuda_graph="auto", input="frame",
 )
 # Settings that cannot change the trained weights; a checkpoint written under other values still resumes.
 RUNTIME_KEYS = ("checkpoint_every", "fold_group", "cuda_graph")
@@ -137,7 +145,7 @@ def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, 
     on_cuda = device.type == "cuda"
 
     with determinism(bool(c["deterministic"]), warn_only=on_cuda):
-        data = load_samples(cache_paths, c["task"], c["frame"], classes, resize=c["size"])
+        data = load_samples(cache_paths, c["task"], input_datasets(c), classes, resize=c["size"])
         fold = plan_fold(data, held_out, c, out_dir)
         seed = fold.seed
         images, labels = to_device(data.images, device), torch.from_numpy(data.labels).to(device)
@@ -150,7 +158,7 @@ def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, 
         optimizer = torch.optim.Adam(model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"])
         step_model = torch.compile(model) if (c["compile"] and on_cuda) else model
         inputs = Inputs(model.pretrained_cfg["mean"], model.pretrained_cfg["std"], c["augment"]["grayscale"],
-                        device)
+                        device, c["input"])
 
         ckpt_path, start, history, audited = out_dir / "checkpoint.pt", 0, [], []
         if ckpt_path.exists():
@@ -264,7 +272,7 @@ def write_final(fold, data, model_state, c, run, extra, seconds):
         torch.save(model_state, tmp)
     info = dict(
         format=MODEL_FORMAT, experiment=c["name"], backbone=c["backbone"], task=c["task"],
-        classes=list(c["classes"]), input="frame", frame=c["frame"], input_size=int(c["size"]),
+        classes=list(c["classes"]), input=c["input"], frame=c["frame"], input_size=int(c["size"]),
         grayscale=bool(c["augment"]["grayscale"]), preprocess=c.get("preprocess"),
         n_train=len(fold.train), n_val=len(fold.val),
         train_subjects=fold_subjects(data.subjects[i] for i in fold.train),

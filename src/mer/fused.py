@@ -27,7 +27,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from mer.augment import Inputs, to_device
-from mer.data import AUDIT_FILE, load_samples
+from mer.data import AUDIT_FILE, input_datasets, load_samples
 from mer.engine import (
     audit_rows,
     determinism,
@@ -226,17 +226,20 @@ class _Step:
 
 
 def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=None, progress=True,
-                max_epochs_this_run=None, checkpoint=None, extra_info=None, audit=True):
+                max_epochs_this_run=None, checkpoint=None, extra_info=None, audit=True, seeds=None):
     """Train the folds of `held_outs` as one fused group; write each fold's files into its out_dirs entry.
 
     checkpoint: the group's checkpoint file (default: beside the first fold's folder, as group.ckpt.pt).
     max_epochs_this_run: stop after this many epochs without final outputs (tests of resume).
     extra_info: more entries for every fold.json. Returns the folds' fold.json contents, or None.
     audit: write each fold's AUDIT_FILE (its held-out subject's predictions after every epoch), as train_fold.
+    seeds: each fold's experiment seed (default: cfg's seed for all): one subject may then appear once per seed.
     """
     t_start = time.time()
     c = resolve(cfg)
     held_outs, out_dirs = [str(h) for h in held_outs], [Path(d) for d in out_dirs]
+    seeds = [int(c["seed"])] * len(held_outs) if seeds is None else [int(s) for s in seeds]
+    configs = [{**cfg, "seed": s} for s in seeds]  # each fold's own, as it would train alone
     device = torch.device(device)
     if threads:
         torch.set_num_threads(int(threads))
@@ -249,8 +252,8 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
     ckpt_path = Path(checkpoint) if checkpoint else out_dirs[0].parent / f".group-{held_outs[0]}.ckpt.pt"
 
     with determinism(bool(c["deterministic"]), warn_only=device.type == "cuda"):
-        data = load_samples(cache_paths, c["task"], c["frame"], classes, resize=c["size"])
-        folds = [plan_fold(data, h, c, d) for h, d in zip(held_outs, out_dirs, strict=True)]
+        data = load_samples(cache_paths, c["task"], input_datasets(c), classes, resize=c["size"])
+        folds = [plan_fold(data, h, resolve(fc), d) for h, fc, d in zip(held_outs, configs, out_dirs, strict=True)]
         b = int(c["batch_size"])
         small = [f.held_out for f in folds if len(f.train) < b]
         if small and k > 1:
@@ -267,13 +270,14 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
         del models
         adam = FusedAdam(fused.params, lr=c["lr"], weight_decay=c["weight_decay"])
         criterion = build_loss(c["loss"], c["gamma"], c["alpha"]).to(device)
-        inputs = Inputs(mean, std, c["augment"]["grayscale"], device)
+        inputs = Inputs(mean, std, c["augment"]["grayscale"], device, c["input"])
         step = _Step(fused, adam, criterion, inputs, images, labels, run, k, b)
 
         start, histories, audited = 0, [[] for _ in folds], [[] for _ in folds]
         if ckpt_path.exists():
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-            if list(ckpt.get("held_outs", [])) == held_outs and same_config(ckpt, cfg):
+            if (list(ckpt.get("held_outs", [])) == held_outs and list(ckpt.get("seeds", seeds)) == seeds
+                    and same_config(ckpt, cfg)):
                 fused.load_stacked(ckpt["fused"])
                 with torch.no_grad():
                     for t, v in zip(adam.tensors(), ckpt["adam"], strict=True):
@@ -317,7 +321,7 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
             done = epoch + 1
             if done < epochs and done % int(c["checkpoint_every"]) == 0:
                 ckpt = dict(fused=fused.stacked(), adam=[t.detach().cpu() for t in adam.tensors()], epoch=done,
-                            config=plain(cfg), held_outs=held_outs,
+                            config=plain(cfg), held_outs=held_outs, seeds=seeds,
                             histories=histories, audits=audited)
                 with atomic_path(ckpt_path) as tmp:
                     torch.save(ckpt, tmp)
@@ -329,10 +333,11 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
     extra = dict(extra_info or {})
     extra.setdefault("fold_group", {})
     # fused_with: the folds that shared this process's steps (a chunk of the group under 'auto')
-    extra["fold_group"] = {**extra["fold_group"], "fused_with": held_outs, "cuda_graph": use_graph}
+    extra["fold_group"] = {**extra["fold_group"], "fused_with": held_outs, "fused_seeds": seeds,
+                           "cuda_graph": use_graph}
     for j, f in enumerate(folds):
         probs = predict(fused.fold(j), images[f.test], inputs, run)
-        model_state = state(fused.fold_state_dict(j), adam.fold_state_dict(j), epochs, cfg, f.held_out,
+        model_state = state(fused.fold_state_dict(j), adam.fold_state_dict(j), epochs, configs[j], f.held_out,
                             histories[j])
         infos.append(write_fold(f, data, probs, classes, model_state, c, run, start,
                                 dict(compiled=False, **extra), time.time() - t_start))

@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -54,6 +55,19 @@ def group_of(subjects, fold_group, subject):
     raise ValueError(f"subject {subject!r} has no fold among {list(subjects)}")
 
 
+def member_fold(member, cfg):
+    """(held-out subject, training config) of a group member: 'SUBJECT' trains with cfg's seed;
+    'seedS/SUBJECT' (a run of an experiment with `seeds`) with seed S, so an experiment's seeds fuse like its
+    folds. The member is also the fold's folder in the group's store."""
+    prefix, _, subject = str(member).rpartition("/")
+    if not prefix:
+        return subject, cfg
+    m = re.fullmatch(r"seed(-?\d+)", prefix)
+    if not m:
+        raise ValueError(f"fold group member {member!r} is neither SUBJECT nor seedS/SUBJECT")
+    return subject, {**cfg, "seed": int(m.group(1))}
+
+
 def input_key(cfg, members, paths):
     """SHA-256 of what a group's result depends on: the experiment config, its members, and the content
     of every input file (crop caches and library code)."""
@@ -67,8 +81,8 @@ def input_key(cfg, members, paths):
     return h.hexdigest()
 
 
-def run_member(cache_paths, subject, members, cfg, store, out_dir, key, device="cpu", threads=None):
-    """Place `subject`'s fold files in out_dir from the group's store, training the group first if the
+def run_member(cache_paths, member, members, cfg, store, out_dir, key, device="cpu", threads=None):
+    """Place `member`'s fold files in out_dir from the group's store, training the group first if the
     store holds no complete result for `key`. Returns 'placed' or 'trained'."""
     store = Path(store)
     store.mkdir(parents=True, exist_ok=True)
@@ -76,7 +90,7 @@ def run_member(cache_paths, subject, members, cfg, store, out_dir, key, device="
         done = _complete(store, key)
         if not done:
             train_group(cache_paths, members, cfg, store, key, device=device, threads=threads)
-        place_fold(store / str(subject), out_dir)
+        place_fold(store / str(member), out_dir)
     return "placed" if done else "trained"
 
 
@@ -105,13 +119,15 @@ def train_group(cache_paths, members, cfg, store, key, device="cpu", threads=Non
             for chunk in chunks(members, size):
                 if all((store / m / "fold.json").exists() for m in chunk):
                     continue
+                folds = [member_fold(m, cfg) for m in chunk]
                 if size == 1:
-                    train_fold(cache_paths, chunk[0], cfg, store / chunk[0], device=device, threads=threads,
-                               progress=progress, extra_info=record)
+                    train_fold(cache_paths, folds[0][0], folds[0][1], store / chunk[0], device=device,
+                               threads=threads, progress=progress, extra_info=record)
                 else:
-                    train_fused(cache_paths, chunk, cfg, [store / m for m in chunk], device=device,
-                                threads=threads, progress=progress, checkpoint=store / "checkpoint.pt",
-                                extra_info=record)
+                    train_fused(cache_paths, [h for h, _ in folds], cfg, [store / m for m in chunk],
+                                device=device, threads=threads, progress=progress,
+                                checkpoint=store / "checkpoint.pt", extra_info=record,
+                                seeds=[c["seed"] for _, c in folds])
             break
         except torch.cuda.OutOfMemoryError:
             if setting != "auto" or size == 1:

@@ -73,23 +73,35 @@ def _confusions(y_true, y_pred, rows, classes):
     return np.bincount(codes.ravel(), minlength=len(rows) * k * k).reshape(len(rows), k, k)
 
 
+def runs(y_pred):
+    """Predictions as (R, N): one row per run (seed) of an experiment; a single run's (N,) labels give R = 1."""
+    preds = np.asarray(y_pred, dtype=object)
+    return preds[None] if preds.ndim == 1 else preds
+
+
+def _mean_uf1(y_true, y_pred, rows, classes):
+    """(len(rows),) UF1 of each resample, averaged over the runs of y_pred (see runs)."""
+    return np.mean([macro_f1(_confusions(y_true, list(p), rows, classes)) for p in runs(y_pred)], axis=0)
+
+
 def bootstrap_uf1(y_true, y_pred, groups, classes, n_boot=2000, seed=0, level=0.95):
     """(low, high): the percentile interval of pooled UF1 over `n_boot` resamples of the clips, stratified by
-    `groups` (subjects)."""
+    `groups` (subjects). y_pred may hold several runs (R, N) (seeds): then the interval is of their mean UF1,
+    every run scored on the same resampled clips."""
     rows = resample_within(groups, n_boot, seed)
-    scores = macro_f1(_confusions(list(y_true), list(y_pred), rows, list(classes)))
+    scores = _mean_uf1(list(y_true), y_pred, rows, list(classes))
     tail = (1 - level) / 2 * 100
     return float(np.percentile(scores, tail)), float(np.percentile(scores, 100 - tail))
 
 
 def paired_bootstrap_uf1(y_true, pred_a, pred_b, groups, classes, n_boot=2000, seed=0, level=0.95):
     """UF1(b) - UF1(a) on the same clips, and its percentile interval: both scored on the same resamples,
-    so what the clips share cancels. Returns (difference, low, high)."""
+    so what the clips share cancels. pred_a and pred_b may each hold several runs (R, N) (seeds): then the
+    difference is of their mean UF1 over runs. Returns (difference, low, high)."""
     y_true, classes = list(y_true), list(classes)
     rows = resample_within(groups, n_boot, seed)
-    diff = (macro_f1(_confusions(y_true, list(pred_b), rows, classes))
-            - macro_f1(_confusions(y_true, list(pred_a), rows, classes)))
-    point = float(macro_f1(_confusions(y_true, list(pred_b), np.arange(len(y_true))[None], classes))[0]
-                  - macro_f1(_confusions(y_true, list(pred_a), np.arange(len(y_true))[None], classes))[0])
+    diff = _mean_uf1(y_true, pred_b, rows, classes) - _mean_uf1(y_true, pred_a, rows, classes)
+    whole = np.arange(len(y_true))[None]
+    point = float(_mean_uf1(y_true, pred_b, whole, classes)[0] - _mean_uf1(y_true, pred_a, whole, classes)[0])
     tail = (1 - level) / 2 * 100
     return point, float(np.percentile(diff, tail)), float(np.percentile(diff, 100 - tail))

@@ -23,7 +23,9 @@ import mer
 from mer.align import align_crop
 from mer.apex import check_face, region_boxes, spot_apex, spot_curve
 from mer.augment import Inputs, to_device
+from mer.data import prepare
 from mer.engine import MODEL_FORMAT, predict, resolve, run_settings
+from mer.flow import flow_input
 from mer.frames import FrameError, open_clip
 from mer.landmarks import detect, landmark_row
 from mer.models import build_model
@@ -98,7 +100,7 @@ def load_model(path, device=None, ensemble=False):
         net = net.to(device).eval()
         nets[k] = net.to(memory_format=torch.channels_last) if run["channels_last"] else net
     inputs = Inputs(nets[0].pretrained_cfg["mean"], nets[0].pretrained_cfg["std"], c["augment"]["grayscale"],
-                    device)
+                    device, c["input"])
     return Model(nets, c, files, device, inputs, run)
 
 
@@ -122,8 +124,8 @@ def check_supported(c, path):
     p = c.get("preprocess")
     if not p:
         raise PredictError(f"{path}: the model holds no preprocessing settings (config 'preprocess')")
-    if c.get("input", "frame") != "frame":
-        raise PredictError(f"{path}: input {c['input']!r}; mer predict feeds single frames ('frame') only")
+    if c.get("input", "frame") == "flow" and "flow" not in p:
+        raise PredictError(f"{path}: a flow model without its flow settings (config 'preprocess.flow')")
     if p["landmarks"].get("per_frame"):
         raise PredictError(f"{path}: trained with landmarks.per_frame: true (landmarks on every frame); mer "
                            "predict detects them once per clip, as the default workflow does")
@@ -132,7 +134,7 @@ def check_supported(c, path):
 
 
 def _contract(c):
-    keys = ("classes", "size", "frame", "preprocess", "backbone")
+    keys = ("classes", "size", "input", "frame", "preprocess", "backbone")
     return json.dumps({k: c.get(k) for k in keys} | {"grayscale": c["augment"]["grayscale"]}, sort_keys=True)
 
 
@@ -210,10 +212,16 @@ def _predict(clip, model, onset, offset, apex, threads, t0):
     apex = spotted if apex is None else int(apex)
     frame = {"onset": onset, "mid": window[(first + clip.position(apex)) // 2 - first]}.get(c["frame"], apex)
 
-    # The aligned crop (mer.crops), resized to the model's input as mer.data.load_samples does.
-    crops = {k: _crop(clip.color(f), points, p["crop"], int(c["size"]))
-             for k, f in (("onset", onset), ("frame", frame))}
-    x = to_device(crops["frame"][None], model.device)
+    # The aligned crops (mer.crops), then the model's input from them as the workflow makes it from its caches
+    # (mer.flow for flow, then mer.data.prepare).
+    full = {k: _crop(clip.color(f), points, p["crop"]) for k, f in (("onset", onset), ("frame", frame))}
+    crops = {k: prepare(v, int(c["size"])) for k, v in full.items()}
+    kind = c.get("input", "frame")
+    if kind == "flow":
+        parts = [flow_input(full["onset"], full["frame"], p["flow"]["method"], p["flow"]["lambda"])]
+    else:
+        parts = [full["frame"], full["onset"]] if kind == "difference" else [full["frame"]]
+    x = to_device(np.concatenate([prepare(a, int(c["size"])) for a in parts], axis=-1)[None], model.device)
     probs = np.mean([predict(net, x, model.inputs, model.run)[0] for net in model.nets], axis=0)
     classes = model.classes
     return Prediction(
@@ -240,11 +248,9 @@ def _spot(clip, span, p, threads):
     return found, stack, boxes, curve, spot_apex(curve, eps)
 
 
-def _crop(bgr, points, crop, size):
-    img = cv2.cvtColor(align_crop(bgr, points, int(crop["size"]), crop["align"]), cv2.COLOR_BGR2RGB)
-    if img.shape[0] != size:
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-    return img
+def _crop(bgr, points, crop):
+    """The aligned RGB crop at the cache's size, as mer.crops makes it."""
+    return cv2.cvtColor(align_crop(bgr, points, int(crop["size"]), crop["align"]), cv2.COLOR_BGR2RGB)
 
 
 def spot_windows(source, model, window, stride=None, threshold=2.5, rest=0.8, threads=2):

@@ -8,6 +8,7 @@ import pandas as pd
 from snakemake.utils import min_version, validate
 
 from mer.frames import fingerprint
+from mer.data import input_datasets
 from mer.groups import group_of
 from mer.sheet import task_subjects
 
@@ -42,7 +43,7 @@ else:
 
 wildcard_constraints:
     subject=r"\d+",
-    experiment=r"[^/]+",
+    experiment=r"[^/]+(?:/seed-?\d+)?",  # an experiment, or one seed's run of it (RUNS)
 
 
 def code(*modules):
@@ -108,9 +109,11 @@ def all_targets(wildcards):
             f"{RES}/apex/sub{s}.tsv",
             f"{RES}/crops/sub{s}.h5",
         ]
-    for name in EXPERIMENTS:
-        folds = f"{RES}/{name}/folds"
-        for s in fold_subjects(name):
+        if any(e["input"] == "flow" for e in EXPERIMENTS.values()):
+            targets.append(f"{RES}/flow/sub{s}.h5")
+    for run in RUNS:
+        folds = f"{RES}/{run}/folds"
+        for s in fold_subjects(run):
             targets += [
                 f"{folds}/{s}/{f}"
                 for f in (
@@ -121,7 +124,9 @@ def all_targets(wildcards):
                     "fold.json",
                 )
             ]
-        targets += expand(rules.aggregate_loso.output, experiment=name)
+        targets += expand(rules.aggregate_loso.output, experiment=run)
+    for name in SEEDED:
+        targets += expand(rules.aggregate_seeds.output, experiment=name)
     if EXPERIMENTS:
         targets += [f"{RES}/summary.md", f"{RES}/summary.tsv", f"{RES}/summary.html"]
     return targets
@@ -166,15 +171,38 @@ def make_experiments(cfg, schema_path):
                 f"experiment {name}: task {e['task']!r} is not a key of `tasks` {list(cfg['tasks'])}"
             )
         e["classes"] = list(cfg["tasks"][e["task"]])
+        input_datasets(
+            e
+        )  # stops on an input that the frame choice cannot give, naming the experiment
         # What a clip must go through to look like the training crops: saved in every model.pt, so that
-        # `mer predict` prepares a new clip the same way (mer.predict).
-        e["preprocess"] = {k: cfg[k] for k in ("landmarks", "apex", "crop")}
+        # `mer predict` prepares a new clip the same way (mer.predict). `flow` for flow inputs alone, so a
+        # changed flow setting reruns no other experiment.
+        steps = ("landmarks", "apex", "crop") + (
+            ("flow",) if e["input"] == "flow" else ()
+        )
+        e["preprocess"] = {k: cfg[k] for k in steps}
     return out
+
+
+def make_runs(experiments):
+    """run id -> training config: an experiment with `seeds` trains once per seed, run NAME/seedS (its
+    folds under results/NAME/seedS/), else once, run NAME. `seeds` itself is left out of a run's config,
+    so adding a seed to the list reruns nothing already trained."""
+    runs = {}
+    for name, e in experiments.items():
+        base = {k: v for k, v in e.items() if k != "seeds"}
+        if e.get("seeds"):
+            runs.update({f"{name}/seed{s}": {**base, "seed": s} for s in e["seeds"]})
+        else:
+            runs[name] = base
+    return runs
 
 
 EXPERIMENTS = make_experiments(
     config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 )
+RUNS = make_runs(EXPERIMENTS)
+SEEDED = [name for name, e in EXPERIMENTS.items() if e.get("seeds")]
 for pair in config["report"]["compare"]:
     if set(pair) - set(EXPERIMENTS):
         raise ValueError(
@@ -183,36 +211,88 @@ for pair in config["report"]["compare"]:
         )
 
 
-def fold_subjects(experiment):
-    """Subjects with samples for the experiment's task: one fold each (none for the others)."""
-    return task_subjects(samples(), EXPERIMENTS[experiment]["task"])
+def experiment_of(run):
+    """The experiment a run (RUNS) belongs to: NAME of NAME/seedS."""
+    return run.split("/")[0]
 
 
-def experiments_re(fused):
-    """Wildcard regex matching the experiments trained in fused groups (fused=True) or alone."""
-    names = [
-        n for n, e in EXPERIMENTS.items() if (str(e["fold_group"]) != "1") == fused
-    ]
-    return (
-        "|".join(re.escape(n) for n in names) if names else "(?!)"
-    )  # (?!) matches nothing
+def fold_subjects(run):
+    """Subjects with samples for the run's (or experiment's) task: one fold each (none for the others)."""
+    return task_subjects(samples(), EXPERIMENTS[experiment_of(run)]["task"])
+
+
+def alternatives(names):
+    """A wildcard regex matching exactly these names ((?!) matches nothing)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def runs_re(fused):
+    """Wildcard regex matching the runs trained in fused groups (fused=True) or alone."""
+    return alternatives(
+        [r for r, e in RUNS.items() if (str(e["fold_group"]) != "1") == fused]
+    )
+
+
+def training_caches(wildcards):
+    """The per-subject caches a run's (or a final model's) training reads: flow caches for input flow,
+    else the crop caches."""
+    kind = EXPERIMENTS[experiment_of(wildcards.experiment)]["input"]
+    folder = "flow" if kind == "flow" else "crops"
+    return [f"{RES}/{folder}/sub{s}.h5" for s in subjects()]
+
+
+def members(run):
+    """A run's fold-group members: held-out subjects, as 'seedS/SUBJECT' for a run of an experiment with
+    `seeds` (mer.groups.member_fold), so that seeds fuse like folds do."""
+    prefix = run.partition("/")[2]
+    return [f"{prefix}/{s}" if prefix else s for s in fold_subjects(run)]
 
 
 def group_members(wildcards):
-    """The held-out subjects trained together with wildcards.subject (train.fold_group)."""
-    return group_of(
-        fold_subjects(wildcards.experiment),
-        EXPERIMENTS[wildcards.experiment]["fold_group"],
-        wildcards.subject,
-    )
+    """The members trained together with this run's fold (train.fold_group), over all the experiment's runs."""
+    name = experiment_of(wildcards.experiment)
+    everyone = [m for r in RUNS if experiment_of(r) == name for m in members(r)]
+    return group_of(everyone, EXPERIMENTS[name]["fold_group"], member_of(wildcards))
+
+
+def member_of(wildcards):
+    """This job's fold as a group member (see members)."""
+    prefix = wildcards.experiment.partition("/")[2]
+    return f"{prefix}/{wildcards.subject}" if prefix else wildcards.subject
+
+
+def member_dir(experiment, member):
+    """The fold folder of a group member of `experiment`."""
+    prefix, _, subject = member.rpartition("/")
+    run = f"{experiment}/{prefix}" if prefix else experiment
+    return f"{RES}/{run}/folds/{subject}"
+
+
+def group_config(run):
+    """A fused group's config: the run's, or for an experiment with `seeds` the experiment's without them
+    (its members carry their seeds)."""
+    name = experiment_of(run)
+    if run == name:
+        return RUNS[run]
+    return {k: v for k, v in EXPERIMENTS[name].items() if k != "seeds"}
 
 
 def group_first_fold(wildcards):
     """A group's later folds run after its first, which trains the group: its fold.json."""
     first = group_members(wildcards)[0]
-    if first == wildcards.subject:
+    if first == member_of(wildcards):
         return []
-    return f"{RES}/{wildcards.experiment}/folds/{first}/fold.json"
+    return f"{member_dir(experiment_of(wildcards.experiment), first)}/fold.json"
+
+
+def group_store(wildcards):
+    name = experiment_of(wildcards.experiment)
+    return f"{RES}/{name}/groups/{group_members(wildcards)[0]}"
+
+
+def final_config(experiment):
+    """The final model's training config: the experiment's first run (its first seed)."""
+    return next(c for r, c in RUNS.items() if experiment_of(r) == experiment)
 
 
 def fold_outputs(name):

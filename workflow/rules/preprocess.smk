@@ -88,6 +88,26 @@ rule crop_faces:
         "../scripts/crop_faces.py"
 
 
+# Onset -> apex optical flow of the cached crops, for experiments with input: flow (only they ask for it).
+# Its own file beside the crops: a changed `flow` setting reruns this and those experiments' training only.
+rule compute_flow:
+    input:
+        crops=f"{RES}/crops/sub{{subject}}.h5",
+        code=code("flow"),
+    output:
+        f"{RES}/flow/sub{{subject}}.h5",
+    log:
+        f"{RES}/logs/compute_flow/sub{{subject}}.log",
+    benchmark:
+        f"{RES}/benchmarks/compute_flow/sub{{subject}}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    params:
+        flow=config["flow"],
+    script:
+        "../scripts/compute_flow.py"
+
+
 rule report_preprocessing:
     input:
         samples=f"{RES}/samples.tsv",

@@ -1,7 +1,7 @@
 rule train_fold:
     input:
-        crops=per_subject(f"{RES}/crops/sub{{subject}}.h5"),
-        code=code("engine", "augment", "data", "models", "losses", "metrics"),
+        caches=training_caches,
+        code=code("engine", "augment", "data", "flow", "models", "losses", "metrics"),
     output:
         model=f"{RES}/{{experiment}}/folds/{{subject}}/model.pt",
         metrics=f"{RES}/{{experiment}}/folds/{{subject}}/metrics.csv",
@@ -11,14 +11,14 @@ rule train_fold:
     log:
         f"{RES}/logs/train_fold/{{experiment}}/{{subject}}.log",
     wildcard_constraints:
-        experiment=experiments_re(fused=False),
+        experiment=runs_re(fused=False),
     conda:
         "../envs/train.yaml"
     threads: 2
     resources:
         gpu=1,
     params:
-        experiment=lambda wc: EXPERIMENTS[wc.experiment],
+        experiment=lambda wc: RUNS[wc.experiment],
         slots=gpu_slots(),
         lock_dir=f"{RES}/.gpu_slots",
     script:
@@ -30,11 +30,12 @@ rule train_fold:
 # wait for it (they take its fold.json as input) and hard-link their files from the store (mer.groups).
 rule train_fold_group:
     input:
-        crops=per_subject(f"{RES}/crops/sub{{subject}}.h5"),
+        caches=training_caches,
         code=code(
             "engine",
             "augment",
             "data",
+            "flow",
             "models",
             "losses",
             "metrics",
@@ -51,16 +52,17 @@ rule train_fold_group:
     log:
         f"{RES}/logs/train_fold_group/{{experiment}}/{{subject}}.log",
     wildcard_constraints:
-        experiment=experiments_re(fused=True),
+        experiment=runs_re(fused=True),
     conda:
         "../envs/train.yaml"
     threads: 2
     resources:
         gpu=1,
     params:
-        experiment=lambda wc: EXPERIMENTS[wc.experiment],
+        experiment=lambda wc: group_config(wc.experiment),
         members=group_members,
-        store=lambda wc: f"{RES}/{wc.experiment}/groups/{group_members(wc)[0]}",
+        member=member_of,
+        store=group_store,
         slots=gpu_slots(),
         lock_dir=f"{RES}/.gpu_slots",
     script:
@@ -71,22 +73,24 @@ rule train_fold_group:
 # for the LOSO result, whose scores go into model.json: what a user may expect of the model.
 rule train_final:
     input:
-        crops=per_subject(f"{RES}/crops/sub{{subject}}.h5"),
+        caches=training_caches,
         loso=f"{RES}/{{experiment}}/metrics.json",
-        code=code("engine", "augment", "data", "models", "losses", "metrics"),
+        code=code("engine", "augment", "data", "flow", "models", "losses", "metrics"),
     output:
         model=f"{RES}/{{experiment}}/final/model.pt",
         info=f"{RES}/{{experiment}}/final/model.json",
         metrics=f"{RES}/{{experiment}}/final/metrics.csv",
     log:
         f"{RES}/logs/train_final/{{experiment}}.log",
+    wildcard_constraints:
+        experiment=alternatives(EXPERIMENTS),
     conda:
         "../envs/train.yaml"
     threads: 2
     resources:
         gpu=1,
     params:
-        experiment=lambda wc: EXPERIMENTS[wc.experiment],
+        experiment=lambda wc: final_config(wc.experiment),
         slots=gpu_slots(),
         lock_dir=f"{RES}/.gpu_slots",
     script:
@@ -127,13 +131,45 @@ rule aggregate_loso:
         ),
     log:
         f"{RES}/logs/aggregate_loso/{{experiment}}.log",
+    wildcard_constraints:
+        experiment=alternatives(RUNS),
+    conda:
+        "../envs/train.yaml"
+    params:
+        experiment=lambda wc: RUNS[wc.experiment],
+        out=lambda wc, output: str(Path(output.metrics).parent),
+    script:
+        "../scripts/aggregate_loso.py"
+
+
+# An experiment with `seeds`: its runs' results side by side, with the mean and spread over seeds.
+rule aggregate_seeds:
+    input:
+        metrics=lambda wc: [
+            f"{RES}/{r}/metrics.json"
+            for r in RUNS
+            if experiment_of(r) == wc.experiment
+        ],
+        predictions=lambda wc: [
+            f"{RES}/{r}/predictions.tsv"
+            for r in RUNS
+            if experiment_of(r) == wc.experiment
+        ],
+        code=code("aggregate", "metrics"),
+    output:
+        predictions=f"{RES}/{{experiment}}/predictions.tsv",
+        metrics=f"{RES}/{{experiment}}/metrics.json",
+    log:
+        f"{RES}/logs/aggregate_seeds/{{experiment}}.log",
+    wildcard_constraints:
+        experiment=alternatives(SEEDED),
     conda:
         "../envs/train.yaml"
     params:
         experiment=lambda wc: EXPERIMENTS[wc.experiment],
         out=lambda wc, output: str(Path(output.metrics).parent),
     script:
-        "../scripts/aggregate_loso.py"
+        "../scripts/aggregate_seeds.py"
 
 
 rule summarize_experiments:

@@ -11,5 +11,5 @@ loso = {k: loso[k] for k in ("accuracy", "uf1", "uar", "n_folds", "n_samples")}
 with acquire_slot(slot_dir(snakemake.params.lock_dir), snakemake.params.slots) as slot:
     device = device_for_slot(slot)
     print(f"GPU slot {slot} of {snakemake.params.slots} -> device {device}")
-    train_fold(snakemake.input.crops, FINAL, snakemake.params.experiment, out_dir, device=device,
+    train_fold(snakemake.input.caches, FINAL, snakemake.params.experiment, out_dir, device=device,
                threads=snakemake.threads, extra_info=dict(loso=loso))
