@@ -232,3 +232,48 @@ def test_leakage_audit_picks_each_subjects_test_best_epoch(tmp_path):
     md = (tmp_path / "s.md").read_text()
     assert "Leakage: UF1 with test-set epoch selection" in md and f"{audit['uf1']:.4f}" in md
     assert "is not a result either" in md
+
+
+def test_seeds_give_mean_sd_and_the_interval_of_the_mean(tmp_path):
+    """Three seeds' runs of one experiment (each pooled by aggregate): aggregate_seeds reports the mean and
+    sample sd over seeds, each seed's own scores, and a reproducible interval that holds the mean UF1."""
+    from mer.aggregate import aggregate_seeds
+
+    dirs = write_folds(tmp_path)
+    runs, per_seed = [], []
+    for s in (0, 1, 2):
+        folds = []
+        for d in dirs:  # each seed predicts the same clips differently
+            p = pd.read_csv(d / "predictions.tsv", sep="\t", dtype={"subject": str})
+            rng = np.random.default_rng(s)
+            p["y_pred"] = np.where(rng.random(len(p)) < 0.5, p.y_true, rng.choice(CLASSES, len(p)))
+            (tmp_path / f"s{s}" / d.name).mkdir(parents=True)
+            p.to_csv(tmp_path / f"s{s}" / d.name / "predictions.tsv", sep="\t", index=False)
+            folds.append(tmp_path / f"s{s}" / d.name)
+        per_seed.append(aggregate(folds, CLASSES, tmp_path / f"run{s}", "x"))
+        runs.append(tmp_path / f"run{s}")
+    m = aggregate_seeds(runs, [0, 1, 2], CLASSES, tmp_path / "exp", {"name": "x"})
+    for k in ("accuracy", "uf1", "uar", "uf1_fold_mean"):
+        values = [r[k] for r in per_seed]
+        assert m[k] == pytest.approx(np.mean(values)) and m[f"{k}_sd"] == pytest.approx(np.std(values, ddof=1))
+    assert m["per_seed"]["1"]["uf1"] == per_seed[1]["uf1"] and m["seeds"] == [0, 1, 2]
+    low, high = m["uf1_ci95"]
+    assert low <= m["uf1"] <= high
+    again = aggregate_seeds(runs, [0, 1, 2], CLASSES, tmp_path / "again", {"name": "x"})
+    assert again["uf1_ci95"] == m["uf1_ci95"]
+    table = pd.read_csv(tmp_path / "exp" / "predictions.tsv", sep="\t")
+    assert sorted(table.seed.unique()) == [0, 1, 2] and len(table) == 3 * m["n_samples"]
+
+    cfg = dict(backbone="resnet18", input="flow", frame="apex", loss="focal", task="5class", size=64, epochs=5,
+               classes=CLASSES)
+    summarise({"one": (tmp_path / "run0" / "metrics.json", cfg), "seeds": (tmp_path / "exp" / "metrics.json", cfg),
+               "same": (tmp_path / "exp" / "metrics.json", cfg)}, tmp_path / "s.md", tmp_path / "s.tsv", "demo",
+              out_html=tmp_path / "s.html", compare=[["seeds", "same"], ["one", "seeds"]])
+    md = (tmp_path / "s.md").read_text()
+    assert "| Input |" in md and "| Seeds |" in md and "| flow |" in md and "| 0, 1, 2 |" in md
+    assert f"{m['uf1']:.4f} ± {m['uf1_sd']:.4f}" in md and f"{m['accuracy']:.4f} ± {m['accuracy_sd']:.4f}" in md
+    assert "| same − seeds | +0.0000 | +0.0000 to +0.0000 |" in md  # the same runs: exactly 0
+    assert f"| seeds − one | {m['uf1'] - per_seed[0]['uf1']:+.4f} |" in md
+    tsv = pd.read_csv(tmp_path / "s.tsv", sep="\t")
+    assert tsv.uf1_sd[1] == pytest.approx(m["uf1_sd"]) and pd.isna(tsv.uf1_sd[0])
+    assert f"{m['uf1']:.4f} ± {m['uf1_sd']:.4f}" in (tmp_path / "s.html").read_text()

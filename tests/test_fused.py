@@ -180,3 +180,23 @@ def test_a_lone_fold_smaller_than_a_batch(cache, tmp_path):
     assert info["n_train"] == alone["n_train"] == 15
     a = torch.load(tmp_path / "02" / "model.pt", weights_only=True)["optimizer"]["state"][0]["step"]
     assert int(a) == 1
+
+
+def test_seeds_fuse_like_folds(cache, tmp_path):
+    """One subject held out under two seeds in one fused group (an experiment's `seeds` under fold_group), and
+    the same folds trained alone with those seeds: the same predictions, each with its own seed."""
+    cfg = config(epochs=2, batch_size=4, lr=1e-3)
+    members = [("01", 0), ("01", 1), ("02", 1)]
+    for h, s in members:
+        train_fold(cache, h, {**cfg, "seed": s}, tmp_path / "alone" / f"{s}-{h}", threads=2, progress=False)
+    infos = train_fused(cache, [h for h, _ in members], cfg, [tmp_path / "fused" / f"{s}-{h}" for h, s in members],
+                        threads=2, progress=False, seeds=[s for _, s in members])
+    assert [i["seed"] for i in infos] == [1, 1001, 1002]  # seed * 1000 + subject, as alone
+    for h, s in members:
+        pa = pd.read_csv(tmp_path / "alone" / f"{s}-{h}" / "predictions.tsv", sep="\t")
+        pb = pd.read_csv(tmp_path / "fused" / f"{s}-{h}" / "predictions.tsv", sep="\t")
+        assert pa.y_pred.tolist() == pb.y_pred.tolist()
+        np.testing.assert_allclose(pa.filter(like="prob_"), pb.filter(like="prob_"), atol=0.01)
+        assert load(tmp_path / "fused" / f"{s}-{h}")["config"]["seed"] == s
+    a, b = (pd.read_csv(tmp_path / "fused" / f"{s}-01" / "predictions.tsv", sep="\t") for s in (0, 1))
+    assert not np.allclose(a.filter(like="prob_"), b.filter(like="prob_"))  # two seeds, two models

@@ -93,3 +93,14 @@ def test_auto_halves_the_group_on_out_of_memory(tmp_path, cache, monkeypatch):
     meta = json.loads((tmp_path / "store" / "group.json").read_text())
     assert meta["size"] == 1 and meta["complete"] is True
     assert json.loads((tmp_path / "fold03" / "fold.json").read_text())["fold_group"]["size"] == 1
+
+
+def test_members_carry_their_seed():
+    from mer.groups import member_fold
+
+    cfg = config()
+    assert member_fold("07", cfg) == ("07", cfg)
+    held, c = member_fold("seed3/07", cfg)
+    assert held == "07" and c == {**cfg, "seed": 3} and cfg.get("seed", 0) != 3
+    with pytest.raises(ValueError, match="seedS/SUBJECT"):
+        member_fold("s3/07", cfg)

@@ -81,6 +81,31 @@ def test_predict_agrees_with_the_fold_models_predictions(final_run):
             np.testing.assert_allclose(got, [want[f"prob_{c}"] for c in model.classes], atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["difference", "flow"])
+def test_predict_prepares_motion_inputs_as_training_does(final_run, tmp_path, kind):
+    """A fold trained on a motion input (from the workflow's crop caches, flow computed as compute_flow does),
+    then its held-out clips through mer predict: the fold's own predictions."""
+    from mer.engine import train_fold
+    from mer.flow import flow_subject
+
+    cfg = torch.load(final_run / "tiny" / "folds" / "01" / "model.pt", weights_only=True)["config"]
+    cfg = {**cfg, "name": kind, "input": kind, "backbone": "resnet18", "size": 32, "epochs": 1}
+    caches = sorted((final_run / "crops").glob("sub*.h5"))
+    if kind == "flow":
+        cfg["preprocess"] = {**cfg["preprocess"], "flow": {"method": "tvl1", "lambda": 0.15}}
+        for c in caches:
+            flow_subject(c, tmp_path / c.name, "tvl1", 0.15)
+        caches = [tmp_path / c.name for c in caches]
+    train_fold(caches, "02", cfg, tmp_path / "fold", threads=2, progress=False)
+    model = load_model(tmp_path / "fold")
+    expected = pd.read_csv(tmp_path / "fold" / "predictions.tsv", sep="\t").set_index("filename")
+    for row in clips(final_run, "02").itertuples():
+        pred = predict_clip(clip_dir(final_run, row), model, row.onset, row.offset)
+        want = expected.loc[row.filename]
+        np.testing.assert_allclose([pred.probabilities[c] for c in model.classes],
+                                   [want[f"prob_{c}"] for c in model.classes], atol=1e-5)
+
+
 def test_video_and_frame_folder_give_the_same_prediction(final_run, tmp_path):
     row = next(clips(final_run, "02").itertuples())
     folder = clip_dir(final_run, row)
