@@ -267,3 +267,19 @@ def test_a_video_too_large_to_hold_is_refused_by_name(tmp_path):
     assert len(VideoClip(video)) == 10
     with pytest.raises(FrameError, match=r"long.mp4: more than 4 frames of 64x48.*cut it into parts"):
         VideoClip(video, max_bytes=5 * 48 * 64 * 3 - 1)
+
+
+def test_model_files_of_an_experiment_trained_over_seeds(tmp_path):
+    from mer.predict import model_files
+
+    for s in (0, 1):
+        for subject in ("01", "02"):
+            (tmp_path / f"seed{s}" / "folds" / subject).mkdir(parents=True)
+            (tmp_path / f"seed{s}" / "folds" / subject / "model.pt").write_bytes(b"")
+    assert [p.relative_to(tmp_path).as_posix() for p in model_files(tmp_path)] == [
+        "seed0/folds/01/model.pt", "seed0/folds/02/model.pt", "seed1/folds/01/model.pt", "seed1/folds/02/model.pt"]
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "model.pt").write_bytes(b"")
+    assert model_files(tmp_path) == [tmp_path / "final" / "model.pt"]
+    with pytest.raises(PredictError, match=r"\[seedS/\]folds"):
+        model_files(tmp_path / "seed0" / "folds")

@@ -52,7 +52,8 @@ class Model:
 
 def model_files(path, ensemble=False):
     """The model.pt files that `path` names: a file; a folder holding model.pt; an experiment folder
-    (its final/model.pt, or with ensemble=True or no final model, every folds/*/model.pt)."""
+    (its final/model.pt, or with ensemble=True or no final model, every folds/*/model.pt, and for an
+    experiment trained over `seeds` every seed's: seed*/folds/*/model.pt)."""
     path = Path(path)
     if path.is_file():
         return [path]
@@ -62,9 +63,9 @@ def model_files(path, ensemble=False):
         return [path / "model.pt"]
     if (path / "final" / "model.pt").is_file() and not ensemble:
         return [path / "final" / "model.pt"]
-    folds = sorted(path.glob("folds/*/model.pt"))
+    folds = sorted(path.glob("folds/*/model.pt")) or sorted(path.glob("seed*/folds/*/model.pt"))
     if not folds:
-        raise PredictError(f"no model in {path}: expected model.pt, final/model.pt or folds/*/model.pt")
+        raise PredictError(f"no model in {path}: expected model.pt, final/model.pt or [seedS/]folds/*/model.pt")
     return folds
 
 
