@@ -171,9 +171,8 @@ def make_experiments(cfg, schema_path):
                 f"experiment {name}: task {e['task']!r} is not a key of `tasks` {list(cfg['tasks'])}"
             )
         e["classes"] = list(cfg["tasks"][e["task"]])
-        input_datasets(
-            e
-        )  # stops on an input that the frame choice cannot give, naming the experiment
+        # stops on an input that the frame choice cannot give, naming the experiment
+        input_datasets(e)
         # What a clip must go through to look like the training crops: saved in every model.pt, so that
         # `mer predict` prepares a new clip the same way (mer.predict). `flow` for flow inputs alone, so a
         # changed flow setting reruns no other experiment.
@@ -286,6 +285,7 @@ def group_first_fold(wildcards):
 
 
 def group_store(wildcards):
+    """The store of this fold's group: under the experiment, named after the group's first member."""
     name = experiment_of(wildcards.experiment)
     return f"{RES}/{name}/groups/{group_members(wildcards)[0]}"
 
