@@ -55,7 +55,7 @@ def test_training_and_summary(tiny_run):
     assert m["uf1"] == pytest.approx(f1_score(pooled.y_true, pooled.y_pred, labels=classes, average="macro",
                                               zero_division=0))
     summary = (tiny_run / "summary.md").read_text()
-    assert "| SE-ResNeXt-50 | tiny | apex | focal | 5class |" in summary and "(reported)" not in summary
+    assert "| SE-ResNeXt-50 | tiny | frame | apex | focal | 5class |" in summary and "(reported)" not in summary
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
