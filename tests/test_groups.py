@@ -96,8 +96,9 @@ def test_auto_halves_the_group_on_out_of_memory(tmp_path, cache, monkeypatch):
 
 
 def test_members_carry_their_seed():
-    from mer.groups import member_fold
+    from mer.groups import member_fold, member_name
 
+    assert member_name("07") == "07" and member_name("07", "seed3") == "seed3/07"
     cfg = config()
     assert member_fold("07", cfg) == ("07", cfg)
     held, c = member_fold("seed3/07", cfg)

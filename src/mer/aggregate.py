@@ -42,9 +42,7 @@ def aggregate(fold_dirs, classes, out_dir, experiment):
     """Pool every fold's predictions.tsv; write predictions.tsv, metrics.json, confusion.csv/.png and
     per_fold.tsv/.png into out_dir. `experiment` (its name or config) is stored in metrics.json."""
     classes, out_dir = list(classes), Path(out_dir)
-    folds = [pd.read_csv(Path(d) / "predictions.tsv", sep="\t", dtype={"subject": str, "y_true": str,
-                                                                       "y_pred": str})
-             for d in fold_dirs]
+    folds = [read_predictions(Path(d) / "predictions.tsv") for d in fold_dirs]
     if not folds:
         raise ValueError("no folds to aggregate")
     pooled = pd.concat(folds, ignore_index=True)
@@ -88,7 +86,7 @@ def leakage(audit_files, classes):
     a result: the choice looks at the test labels."""
     chosen, epochs = [], {}
     for path in audit_files:
-        a = pd.read_csv(path, sep="\t", dtype={"subject": str, "y_true": str, "y_pred": str})
+        a = read_predictions(path)
         acc = (a.y_true == a.y_pred).groupby(a.epoch).mean()
         best = int(acc.idxmax())  # idxmax: the first epoch reaching the maximum
         chosen.append(a[a.epoch == best])
@@ -138,6 +136,7 @@ def aggregate_seeds(run_dirs, seeds, classes, out_dir, experiment):
 
 
 def read_predictions(path):
+    """A predictions.tsv (or a fold's AUDIT_FILE), ids and labels as text ('01' stays '01')."""
     return pd.read_csv(path, sep="\t", dtype={"subject": str, "filename": str, "y_true": str, "y_pred": str})
 
 
@@ -246,8 +245,9 @@ SUMMARY_COLUMNS = {"method": "Method", "experiment": "Experiment", "input": "Inp
                    "uar": "UAR", "uf1_fold_mean": "UF1, mean of folds",
                    "leakage_uf1": "Leakage: UF1 with test-set epoch selection", "n_folds": "Folds",
                    "n_samples": "Samples"}
-SCORES = ["Accuracy", "UF1", "UAR", "UF1, mean of folds", "Leakage: UF1 with test-set epoch selection"]
+# score heading -> column: shown with 4 decimals, as mean ± sd over seeds where there are several, with a bar in html
 SCORE_KEYS = {SUMMARY_COLUMNS[k]: k for k in ("accuracy", "uf1", "uar", "uf1_fold_mean", "leakage_uf1")}
+SCORES = list(SCORE_KEYS)
 # right-aligned in .md
 NUMERIC_COLUMNS = ("size", "epochs", "accuracy", "uf1", "uar", "uf1_fold_mean", "leakage_uf1", "n_folds",
                    "n_samples")

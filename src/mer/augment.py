@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mer.data import epoch_seed
+from mer.data import INPUTS, epoch_seed
 
 GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale
 
@@ -65,8 +65,8 @@ class Inputs:
     """
 
     def __init__(self, mean, std, grayscale=True, device="cpu", kind="frame"):
-        if kind not in ("frame", "difference", "flow"):
-            raise ValueError(f"input {kind!r} is not 'frame', 'difference' or 'flow'")
+        if kind not in INPUTS:
+            raise ValueError(f"input {kind!r} is not one of {INPUTS}")
         self.kind = kind
         self.grayscale = bool(grayscale) and kind != "flow"
         self.gray = torch.tensor(GRAY, device=device).view(1, 3, 1, 1)

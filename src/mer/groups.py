@@ -55,6 +55,11 @@ def group_of(subjects, fold_group, subject):
     raise ValueError(f"subject {subject!r} has no fold among {list(subjects)}")
 
 
+def member_name(subject, run_prefix=""):
+    """A group member: SUBJECT, or 'seedS/SUBJECT' for a fold of run NAME/seedS (run_prefix 'seedS')."""
+    return f"{run_prefix}/{subject}" if run_prefix else str(subject)
+
+
 def member_fold(member, cfg):
     """(held-out subject, training config) of a group member: 'SUBJECT' trains with cfg's seed;
     'seedS/SUBJECT' (a run of an experiment with `seeds`) with seed S, so an experiment's seeds fuse like its

@@ -9,7 +9,7 @@ from snakemake.utils import min_version, validate
 
 from mer.frames import fingerprint
 from mer.data import input_datasets
-from mer.groups import group_of
+from mer.groups import group_of, member_name
 from mer.sheet import task_subjects
 
 min_version("9.0")
@@ -243,8 +243,7 @@ def training_caches(wildcards):
 def members(run):
     """A run's fold-group members: held-out subjects, as 'seedS/SUBJECT' for a run of an experiment with
     `seeds` (mer.groups.member_fold), so that seeds fuse like folds do."""
-    prefix = run.partition("/")[2]
-    return [f"{prefix}/{s}" if prefix else s for s in fold_subjects(run)]
+    return [member_name(s, run.partition("/")[2]) for s in fold_subjects(run)]
 
 
 def group_members(wildcards):
@@ -256,8 +255,7 @@ def group_members(wildcards):
 
 def member_of(wildcards):
     """This job's fold as a group member (see members)."""
-    prefix = wildcards.experiment.partition("/")[2]
-    return f"{prefix}/{wildcards.subject}" if prefix else wildcards.subject
+    return member_name(wildcards.subject, wildcards.experiment.partition("/")[2])
 
 
 def member_dir(experiment, member):
