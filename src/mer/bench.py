@@ -1,4 +1,5 @@
 import contextlib
+import copy
 import io
 import json
 import resource
@@ -27,24 +28,28 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     on_cuda = device.type == "cuda"
+    torch.backends.cudnn.benchmark = True  # as training picks cuDNN's algorithms (train.deterministic false)
     folds = int(folds or (26 if on_cuda else 6))
     protocol_images = 100 * 25 * 249  # 100 epochs x (26 - 1) training sets per sample x 249 samples
-    modes = [("one fold", 1, False, False)]
+    # (label, folds, CUDA graph, torch.compile, bf16): the last is a fused group's `amp` (mer.fused)
+    modes = [("one fold", 1, False, False, on_cuda)]
     if compile and on_cuda:
-        modes.append(("one fold compiled", 1, False, True))
-    modes.append((f"fused x{folds}", folds, False, False))
+        modes.append(("one fold compiled", 1, False, True, True))
+    modes.append((f"fused x{folds}", folds, False, False, on_cuda))
     if on_cuda:
-        modes.append((f"fused x{folds} graph", folds, True, False))
+        modes.append((f"fused x{folds} graph", folds, True, False, True))
+        modes.append((f"fused x{folds} graph fp32", folds, True, False, False))
     name = torch.cuda.get_device_name(device) if on_cuda else f"cpu ({torch.get_num_threads()} threads)"
-    precision = "one fold bf16 + channels_last, fused fp32 (TF32 convolutions)" if on_cuda else "fp32"
+    precision = ("one fold bf16 autocast + channels_last, fused bf16 convolutions (fp32: TF32)" if on_cuda
+                 else "fp32")
     print(f"bench-train {backbone} on {device} [{name}], {precision}, {steps} timed steps after 3 warm-up")
     print(f"projection: 26 folds x 100 epochs x 249 samples, each in 25 training sets: {protocol_images:,} images")
-    print(f"{'device':<8} {'size':>5} {'batch':>5} {'mode':<18} {'images/s':>9} {'ms/step':>9} {'protocol':>10}")
+    print(f"{'device':<8} {'size':>5} {'batch':>5} {'mode':<23} {'images/s':>9} {'ms/step':>9} {'protocol':>10}")
     for size in sizes:
         for batch in batches:
-            for label, k, graph, compiled in modes:
+            for label, k, graph, compiled, bf16 in modes:
                 try:
-                    step, images_per_step = _bench_step(backbone, size, batch, k, graph, compiled, device)
+                    step, images_per_step = _bench_step(backbone, size, batch, k, graph, compiled, device, bf16)
                     for _ in range(0 if graph else 3):  # a graph's capture has warmed up already
                         step()
                     if on_cuda:
@@ -55,14 +60,14 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
                     if on_cuda:
                         torch.cuda.synchronize(device)
                 except Exception as e:  # one mode failing (out of memory, say) leaves the others' figures
-                    print(f"{device.type:<8} {size:>5} {batch:>5} {label:<18} failed: {type(e).__name__}: {e}",
+                    print(f"{device.type:<8} {size:>5} {batch:>5} {label:<23} failed: {type(e).__name__}: {e}",
                           flush=True)
                     step = None
                     continue
                 seconds = time.perf_counter() - t0  # wall time of `steps` steps
                 ips = steps * images_per_step / seconds
                 total_min = protocol_images / ips / 60
-                print(f"{device.type:<8} {size:>5} {batch:>5} {label:<18} {ips:>9.1f} {1000 * seconds / steps:>9.1f} "
+                print(f"{device.type:<8} {size:>5} {batch:>5} {label:<23} {ips:>9.1f} {1000 * seconds / steps:>9.1f} "
                       f"{int(total_min // 60):>6}h{int(total_min % 60):02d}m", flush=True)
                 del step
                 if on_cuda:
@@ -109,13 +114,13 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
           f"about {wall * 100 / int(epochs) / 60:.1f} min (one-time setup counted in each epoch: an upper bound)")
 
 
-def _bench_step(backbone, size, batch, k, graph, compiled, device):
+def _bench_step(backbone, size, batch, k, graph, compiled, device, bf16=False):
     """A training step of k folds (k = 1: the plain model; else fused) on random uint8 crops; returns
-    (step function, images per step)."""
+    (step function, images per step). bf16: autocast for one fold, bf16 convolutions for a group."""
     import torch
 
     from mer.augment import Inputs
-    from mer.fused import FusedAdam, FusedModels, _Step
+    from mer.fused import FusedAdam, FusedModels, _Step, compute_dtype
     from mer.losses import FocalLoss
     from mer.models import build_model
 
@@ -127,12 +132,15 @@ def _bench_step(backbone, size, batch, k, graph, compiled, device):
     flip = (torch.rand(k, batch, generator=g) < 0.5).to(device)
     angle = ((torch.rand(k, batch, generator=g) * 2 - 1) * 15).to(device)
     torch.manual_seed(0)
-    models = [build_model(backbone, 5) for _ in range(k)]
+    models = [build_model(backbone, 5)]
+    models += [copy.deepcopy(models[0]) for _ in range(k - 1)]  # weights do not matter to a timing
     inputs = Inputs(models[0].pretrained_cfg["mean"], models[0].pretrained_cfg["std"], True, device)
     if k > 1:
-        fused = FusedModels(models, device)
+        run = dict(device=device, amp=bf16, channels_last=False)  # as mer.fused.fused_run_settings
+        if on_cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True  # as mer.fused.train_fused
+        fused = FusedModels(models, device, compute_dtype(run))
         fused.train()
-        run = dict(device=device, amp=False, channels_last=False)  # fp32 (TF32 convolutions), as mer.fused
         step = _Step(fused, FusedAdam(fused.params, lr=1e-4), FocalLoss(), inputs, images, labels, run, k, batch)
         active = torch.ones(k, device=device)
         if graph:
@@ -151,7 +159,7 @@ def _bench_step(backbone, size, batch, k, graph, compiled, device):
         x = inputs.train(images[idx[0]], flip[0], angle[0])
         if on_cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = criterion(step_model(x), labels[idx[0]])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

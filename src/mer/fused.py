@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from mer.augment import Inputs, to_device
@@ -53,9 +55,9 @@ class FusedAdam:
     """Adam (Kingma & Ba; torch.optim.Adam's arithmetic) over stacked (K, ...) parameters, with one step
     count per fold and a per-step mask of the folds that step.
 
-    Hand-rolled because torch.optim.Adam keeps one step count per tensor, while here a tensor holds K
-    folds whose step counts differ (training sets of different sizes), and a fold sitting out a step
-    must keep its moments. Every quantity is a device tensor, so the step can be captured in a CUDA graph.
+    Not torch.optim.Adam itself: it keeps one step count per tensor, while here a tensor holds K folds
+    whose step counts differ (training sets of different sizes), and a fold sitting out a step must keep
+    its moments. Every quantity is a device tensor, so the step can be captured in a CUDA graph.
     """
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
@@ -65,30 +67,34 @@ class FusedAdam:
         self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         self.step_count = torch.zeros(k, dtype=torch.float32, device=device)  # steps taken, per fold
+        # each fold's views of the stacked tensors (in-place updates reach the stack)
+        self.k = k
+        with torch.no_grad():
+            self._fold_params = list(zip(*(p.unbind(0) for p in self.params), strict=True))
+            self._fold_avg = list(zip(*(m.unbind(0) for m in self.exp_avg), strict=True))
+            self._fold_avg_sq = list(zip(*(v.unbind(0) for v in self.exp_avg_sq), strict=True))
+        self._fold_steps = [[t] * len(self.params) for t in self.step_count.unbind(0)]
 
     @torch.no_grad()
     def step(self, grads, active):
         """active: (K,) float, 1 for a fold that steps now and 0 for one that sits out.
 
-        In place and without branches (a CUDA graph replays it whatever the mask): a fold sitting out
-        gets weight 0 in every update, and x + 0 * y == x, so its tensors stay bit-identical.
+        One call per fold of torch's own fused Adam kernel (the one torch.optim.Adam(fused=True) runs:
+        each tensor read and written once), over that fold's slices of the stacked tensors. A fold that
+        sits out passes found_inf = 1, with which the kernel leaves its parameters and moments untouched
+        (as for GradScaler's skipped steps). Nothing branches on a device value, so a CUDA graph replays it
+        whatever the mask.
         """
         self.step_count += active
-        step = self.step_count.double().clamp(min=1)  # per fold; clamp: finite for a fold yet to step
-        dtype = self.params[0].dtype
-        step_size = (-self.lr / (1 - self.beta1 ** step) * active).to(dtype)  # 0 when sitting out
-        bc2_sqrt = (1 - self.beta2 ** step).sqrt().to(dtype)
-        w1 = ((1 - self.beta1) * active).to(dtype)  # weight of the new gradient in the first moment
-        decay2 = torch.where(active > 0, self.beta2, 1.0).to(dtype)
-        w2 = ((1 - self.beta2) * active).to(dtype)
-        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            if self.weight_decay:
-                g = g.add(p, alpha=self.weight_decay)
-            m.lerp_(g, w1.view(shape))
-            v.mul_(decay2.view(shape)).addcmul_(g, g * w2.view(shape))
-            denom = (v.sqrt() / bc2_sqrt.view(shape)).add_(self.eps)
-            p.addcdiv_(m * step_size.view(shape), denom)
+        skip = 1 - active  # found_inf per fold
+        # contiguous: torch 2.14's fused Adam on CPU misreads a strided slice (a convolution's weight
+        # gradient under vmap can come back strided)
+        per_param = [g.contiguous().unbind(0) for g in grads]
+        for k in range(self.k):
+            torch._fused_adam_(self._fold_params[k], [g[k] for g in per_param], self._fold_avg[k],
+                               self._fold_avg_sq[k], [], self._fold_steps[k], lr=self.lr, beta1=self.beta1,
+                               beta2=self.beta2, weight_decay=self.weight_decay, eps=self.eps, amsgrad=False,
+                               maximize=False, grad_scale=None, found_inf=skip[k])
 
     def fold_state_dict(self, k):
         """Fold k's state in torch.optim.Adam's state_dict format (what train_fold's model.pt holds)."""
@@ -105,17 +111,63 @@ class FusedAdam:
         return [*self.exp_avg, *self.exp_avg_sq, self.step_count]
 
 
-class FusedModels:
-    """K timm models as one: stacked parameters (leaves with gradients) and buffers on `device`."""
+class VmapConv2d(nn.Conv2d):
+    """nn.Conv2d as a fused group computes it; the same parameters and the same function.
 
-    def __init__(self, models, device):
+    - A 1x1 convolution (groups 1, no padding) is a matrix product: under vmap one batched GEMM over the
+      K folds, where vmap's convolution rule runs cuDNN's grouped convolution with K groups, which has no
+      fast kernel for this shape (most of ResNeXt's arithmetic is in its 1x1 convolutions).
+    - compute_dtype (bf16, say): the product in that type, fp32 in and out, the bias added in fp32. This
+      is autocast's rule for convolutions, by hand, because autocast under vmap leaves some of its casts
+      undone (see fused_run_settings); BatchNorm and everything else stay fp32.
+    """
+
+    compute_dtype = None
+
+    @classmethod
+    def of(cls, conv, compute_dtype=None):
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                  conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode, device="meta")
+        new.compute_dtype = compute_dtype
+        return new
+
+    def forward(self, x):
+        dtype = self.compute_dtype or x.dtype
+        w = self.weight.to(dtype)
+        if self.kernel_size == (1, 1) and self.padding == (0, 0) and self.groups == 1:
+            x = x[:, :, :: self.stride[0], :: self.stride[1]]
+            n, c, h, wd = x.shape
+            y = torch.matmul(w.view(w.shape[0], c), x.reshape(n, c, h * wd).to(dtype)).view(n, -1, h, wd)
+        else:
+            y = F.conv2d(x.to(dtype), w, None, self.stride, self.padding, self.dilation, self.groups)
+        y = y.to(x.dtype)
+        return y if self.bias is None else y + self.bias.view(-1, 1, 1)
+
+
+def vmap_friendly(model, compute_dtype=None):
+    """Swap `model`'s plain nn.Conv2d modules for VmapConv2d in place (state_dict keys unchanged)."""
+    for m in list(model.modules()):
+        for child_name, child in list(m.named_children()):
+            if type(child) is nn.Conv2d and child.padding_mode == "zeros":
+                setattr(m, child_name, VmapConv2d.of(child, compute_dtype))
+    return model
+
+
+class FusedModels:
+    """K timm models as one: stacked parameters (leaves with gradients) and buffers on `device`.
+
+    compute_dtype: the type of the convolutions' arithmetic (VmapConv2d); None keeps the parameters' type.
+    """
+
+    def __init__(self, models, device, compute_dtype=None):
         models = [m.to(device) for m in models]
         params, buffers = stack_module_state(models)
         self.keys = list(models[0].state_dict())  # state_dict order, for per-fold model.pt
         self.param_names, self.buffer_names = list(params), list(buffers)
         self.params = [params[n] for n in self.param_names]
         self.buffers = [buffers[n] for n in self.buffer_names]
-        self.base = copy.deepcopy(models[0]).to("meta")  # the architecture; its tensors come from the stack
+        # the architecture; its tensors come from the stack
+        self.base = vmap_friendly(copy.deepcopy(models[0]).to("meta"), compute_dtype)
         self.k = len(models)
 
     def _call(self, params, buffers, x):
@@ -187,11 +239,8 @@ class _Step:
         x = x.view(k, b, *x.shape[1:])
         y = self.labels[self.idx]
         before = [t.clone() for t in self.fused.buffers]
-        device = self.run["device"]
-        # autocast's weight cache must be off under CUDA graph capture
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.run["amp"], cache_enabled=False):
-            logits = self.fused(x)
-            losses = vmap(self.criterion)(logits, y)  # (K,): each fold's own mean loss
+        logits = self.fused(x)  # in the precision the convolutions were built for (FusedModels)
+        losses = vmap(self.criterion)(logits, y)  # (K,): each fold's own mean loss
         grads = torch.autograd.grad((losses * self.active).sum(), self.fused.params)
         with torch.no_grad():
             for t, old in zip(self.fused.buffers, before, strict=True):  # a fold sitting out keeps its BN state
@@ -249,6 +298,8 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
     classes, epochs, k = list(c["classes"]), int(c["epochs"]), len(held_outs)
     run = fused_run_settings(c, device)
     use_graph = device.type == "cuda" and (c["cuda_graph"] in (True, "auto"))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # the 1x1 products in TF32, as cuDNN's convolutions
     ckpt_path = Path(checkpoint) if checkpoint else out_dirs[0].parent / f".group-{held_outs[0]}.ckpt.pt"
 
     with determinism(bool(c["deterministic"]), warn_only=device.type == "cuda"):
@@ -266,7 +317,7 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
             torch.manual_seed(f.seed)  # weight init, as train_fold
             models.append(build_model(c["backbone"], len(classes), c["pretrained"], c["drop_rate"]))
         mean, std = models[0].pretrained_cfg["mean"], models[0].pretrained_cfg["std"]
-        fused = FusedModels(models, device)
+        fused = FusedModels(models, device, compute_dtype(run))
         del models
         adam = FusedAdam(fused.params, lr=c["lr"], weight_decay=c["weight_decay"])
         criterion = build_loss(c["loss"], c["gamma"], c["alpha"]).to(device)
@@ -346,15 +397,22 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
 
 
 def fused_run_settings(c, device):
-    """A fused group's settings: fp32 (cuDNN's convolutions run in TF32 on CUDA) and no channels_last.
+    """A fused group's settings: `amp` (auto: bf16 on CUDA) is done by the convolutions themselves
+    (VmapConv2d's compute_dtype), not by autocast, and there is no channels_last.
 
-    Not bf16: under vmap, autocast leaves tensors it should cast (seen on an H200 with torch 2.11):
+    Not autocast: under vmap it leaves tensors it should cast (seen on an H200 with torch 2.11):
     BatchNorm's backward rejects bf16 activations with fp32 running statistics ("Expected running_mean
     to have type BFloat16"), and with BatchNorm computed in fp32 the SE blocks' 1x1 convolutions get a
     bf16 input with an fp32 bias. Not channels_last: vmap folds the K models into grouped convolutions
-    of its own layout.
+    and batched products of its own layout. In fp32 on CUDA the 1x1 products use TF32, as cuDNN's
+    convolutions do by default (torch.backends.cuda.matmul.allow_tf32, set by train_fused).
     """
-    return {**run_settings(c, device), "amp": False, "channels_last": False}
+    return {**run_settings(c, device), "channels_last": False}
+
+
+def compute_dtype(run):
+    """The fused convolutions' arithmetic type for these run settings."""
+    return torch.bfloat16 if run["amp"] else None
 
 
 def _group_batches(folds, epoch, c, device):
@@ -383,13 +441,14 @@ def probe_fold_bytes(cfg, device):
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
     model = build_model(c["backbone"], len(c["classes"]), "none", 0.0)
-    fused = FusedModels([model], device)
+    run = fused_run_settings(c, device)
+    fused = FusedModels([model], device, compute_dtype(run))
     adam = FusedAdam(fused.params, lr=c["lr"])
     inputs = Inputs(model.pretrained_cfg["mean"], model.pretrained_cfg["std"], True, device)
     images = torch.zeros(b, 3, size, size, dtype=torch.uint8, device=device)
     labels = torch.zeros(b, dtype=torch.long, device=device)
     step = _Step(fused, adam, build_loss(c["loss"], c["gamma"], c["alpha"]).to(device), inputs, images, labels,
-                 fused_run_settings(c, device), 1, b)
+                 run, 1, b)
     fused.train()
     step(torch.arange(b, device=device)[None], torch.zeros(1, b, dtype=torch.bool, device=device),
          torch.zeros(1, b, device=device), torch.ones(1, device=device))
