@@ -82,15 +82,17 @@ def test_fused_group_equals_each_fold_alone(cache, tmp_path, float64):
 
 
 def test_fused_group_in_float32_gives_the_same_predictions(cache, tmp_path):
-    # fp32: grouped convolutions sum in another order, and Adam's normalisation turns that rounding on
-    # near-zero gradients into visible weight differences, so predictions are the check here
+    # fp32: grouped convolutions and batched products sum in another order, and Adam's normalisation turns
+    # that rounding on near-zero gradients into visible weight differences, so predictions are the check
+    # here. Probabilities: 0.0135 apart at most since the 1x1 products choose their layout (VmapConv2d),
+    # under 0.01 before; 0.02 bounds that rounding, far from a different model (which moves them by ~0.1)
     cfg = config(epochs=3, batch_size=4, lr=1e-3)
     train_both(cache, tmp_path, cfg)
     for h in HELD:
         pa = pd.read_csv(tmp_path / "alone" / h / "predictions.tsv", sep="\t")
         pb = pd.read_csv(tmp_path / "fused" / h / "predictions.tsv", sep="\t")
         assert pa.y_pred.tolist() == pb.y_pred.tolist()
-        np.testing.assert_allclose(pa.filter(like="prob_"), pb.filter(like="prob_"), atol=0.01)
+        np.testing.assert_allclose(pa.filter(like="prob_"), pb.filter(like="prob_"), atol=0.02)
 
 
 def test_a_fold_sitting_out_does_not_move():

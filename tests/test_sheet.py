@@ -48,12 +48,19 @@ def test_numeric_subjects_and_other_headers(tmp_path):
     assert s.apex_missing.tolist() == [True, False] and list(s.label_5class) == ["surprise", "happiness"]
 
 
+def test_apex_outside_its_clip_is_spotted_and_noted(tmp_path):
+    # SAMM and CAS(ME)^3 have such cells, and the MEGC 2019 composite keeps those clips: the annotation is
+    # unusable, not the clip
+    s = read_sheet(sheet(tmp_path, ["01,EP01_01,,10,25,20,,4,others"]), tasks=TASKS, emotions=EMOTIONS)
+    assert s.included.iloc[0] and s.apex_missing.iloc[0] and pd.isna(s.apex.iloc[0])
+    assert s.note.iloc[0] == "coding.csv line 2 sub01 EP01_01: ApexFrame 25 outside onset..offset 10..20: apex spotted"
+
+
 @pytest.mark.parametrize(
     "row, column",
     [
         ("xx,EP01_01,,10,12,20,,4,others", "Subject"),
         ("01,EP01_01,,ten,12,20,,4,others", "OnsetFrame"),
-        ("01,EP01_01,,10,25,20,,4,others", "ApexFrame"),
         ("01,EP01_01,,30,31,20,,4,others", "OnsetFrame/OffsetFrame"),
         ("01,EP01_01,,10,12,20,,4,angry", "Estimated Emotion"),
         ("01,,,10,12,20,,4,others", "Filename"),

@@ -314,7 +314,7 @@ def _mirrored_rows(sheet):
     A missing apex ('/' or blank) is rendered mid-span and written as '/'."""
     rows, count = [], {}
     for i, r in load_raw(sheet).iterrows():
-        where = f"{sheet} line {i + 2}"
+        where = f"{sheet} line {i}"  # load_raw indexes rows by sheet line
         subject = normalise_subject(r.subject)
         onset = _frame_number(r.onset, f"{where} OnsetFrame")
         offset = _frame_number(r.offset, f"{where} OffsetFrame")

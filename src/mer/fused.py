@@ -116,7 +116,9 @@ class VmapConv2d(nn.Conv2d):
 
     - A 1x1 convolution (groups 1, no padding) is a matrix product: under vmap one batched GEMM over the
       K folds, where vmap's convolution rule runs cuDNN's grouped convolution with K groups, which has no
-      fast kernel for this shape (most of ResNeXt's arithmetic is in its 1x1 convolutions).
+      fast kernel for this shape (most of ResNeXt's arithmetic is in its 1x1 convolutions). The product
+      is laid out so that the smaller operand is the one copied: the weight, once per image (early
+      stages, large images), or the activations, as one (C, N*H*W) matrix (late stages, small images).
     - compute_dtype (bf16, say): the product in that type, fp32 in and out, the bias added in fp32. This
       is autocast's rule for convolutions, by hand, because autocast under vmap leaves some of its casts
       undone (see fused_run_settings); BatchNorm and everything else stay fp32.
@@ -137,7 +139,11 @@ class VmapConv2d(nn.Conv2d):
         if self.kernel_size == (1, 1) and self.padding == (0, 0) and self.groups == 1:
             x = x[:, :, :: self.stride[0], :: self.stride[1]]
             n, c, h, wd = x.shape
-            y = torch.matmul(w.view(w.shape[0], c), x.reshape(n, c, h * wd).to(dtype)).view(n, -1, h, wd)
+            w = w.view(w.shape[0], c)
+            if w.shape[0] * c <= (w.shape[0] + c) * h * wd:  # weight copies (n x O x C) cost less
+                y = torch.matmul(w, x.reshape(n, c, h * wd).to(dtype)).view(n, -1, h, wd)
+            else:  # (O, C) @ (C, N*H*W): activations in and out copied once
+                y = (w @ x.transpose(0, 1).reshape(c, n * h * wd).to(dtype)).view(-1, n, h, wd).transpose(0, 1)
         else:
             y = F.conv2d(x.to(dtype), w, None, self.stride, self.padding, self.dilation, self.groups)
         y = y.to(x.dtype)

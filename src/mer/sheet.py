@@ -4,6 +4,8 @@ Handles the quirks of the released sheets: unnamed spacer columns, subject ids a
 numbers (1), apex cells that are '/' or empty, irregular filenames, apex equal to onset or offset.
 """
 
+import csv
+import io
 import re
 from pathlib import Path
 
@@ -48,43 +50,83 @@ def _norm_header(name):
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
 
-def load_raw(path):
-    """The sheet as strings, spacer columns dropped and headers renamed to our names."""
+def _read_table(path, header_row):
+    """The sheet's cells as text, its header on 0-based line `header_row` (None: no header, every line a
+    row, blank lines kept, so that row i is line i + 1)."""
+    if path.suffix.lower() in (".xlsx", ".xls"):
+        return pd.read_excel(path, dtype=str, header=header_row)
+    if path.suffix.lower() not in (".csv", ".tsv", ".txt"):
+        raise SheetError(f"{path}: unsupported coding sheet type {path.suffix!r} (use .xlsx or .csv)")
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        sep = csv.Sniffer().sniff(text[:8192], delimiters=",;\t").delimiter
+    except csv.Error:  # too little text to tell: a comma
+        sep = ","
+    if header_row is None:  # notes above a header may have fewer fields than the table
+        width = max((len(r) for r in csv.reader(io.StringIO(text), delimiter=sep)), default=1)
+        return pd.read_csv(io.StringIO(text), dtype=str, sep=sep, header=None, names=range(width),
+                           skip_blank_lines=False)
+    return pd.read_csv(io.StringIO(text), dtype=str, sep=sep, skiprows=header_row, header=0, skip_blank_lines=False)
+
+
+def find_header(raw, aliases, scan=30):
+    """Index of the first of raw's first `scan` rows (read without a header) that names every REQUIRED
+    column, or None. SAMM's sheet has 13 lines of notes above its header."""
+    for i in range(min(scan, len(raw))):
+        names = {aliases.get(_norm_header(v)) for v in raw.iloc[i] if cell_text(v)}
+        if all(c in names for c in REQUIRED):
+            return i
+    return None
+
+
+def _check_columns(path, have, found, line):
+    missing = [SHEET_NAMES.get(c, c) for c in REQUIRED if c not in have]
+    if missing:
+        raise SheetError(f"{path}: coding sheet lacks column(s) {missing}; found {found} on line {line} "
+                         "(no line among the first 30 names them all)")
+
+
+def load_raw(path, columns=None, header_row="auto"):
+    """The sheet as strings, spacer columns dropped and headers renamed to our names.
+
+    columns: {our name: the sheet's header} where a dataset's names differ from HEADER_ALIASES'
+    (SMIC-HS-E's OnsetF, say). header_row: the 0-based row of the header, or 'auto': the first row that
+    names every required column (find_header).
+    """
     path = Path(path)
     if not path.exists():
         raise SheetError(f"coding sheet not found: {path}")
+    aliases = HEADER_ALIASES | {_norm_header(theirs): ours for ours, theirs in (columns or {}).items()}
     try:
-        if path.suffix.lower() in (".xlsx", ".xls"):
-            raw = pd.read_excel(path, dtype=str)
-        elif path.suffix.lower() in (".csv", ".tsv", ".txt"):
-            raw = pd.read_csv(path, dtype=str, sep=None, engine="python")
-        else:
-            raise SheetError(f"{path}: unsupported coding sheet type {path.suffix!r} (use .xlsx or .csv)")
+        if header_row == "auto":
+            top = _read_table(path, None)
+            header_row = find_header(top, aliases)
+            if header_row is None:
+                first = [cell_text(v) for v in top.iloc[0]] if len(top) else []
+                _check_columns(path, {aliases.get(_norm_header(v)) for v in first if v}, first, 1)
+        raw = _read_table(path, int(header_row))
     except SheetError:
         raise
     except Exception as e:  # a corrupt xlsx or unparsable csv
         raise SheetError(f"{path}: cannot read coding sheet: {e}") from e
     rename, seen = {}, {}
     for col in raw.columns:
-        key = HEADER_ALIASES.get(_norm_header(col))
+        key = aliases.get(_norm_header(col))
         if key is None:
             continue  # spacer ('Unnamed: 2') or an extra column we do not use
         if key in seen:
             raise SheetError(f"{path}: columns {seen[key]!r} and {col!r} both look like {key!r}")
         seen[key] = col
         rename[col] = key
-    missing = [SHEET_NAMES.get(c, c) for c in REQUIRED if c not in seen]
-    if missing:
-        raise SheetError(
-            f"{path}: coding sheet lacks column(s) {missing}; found {list(map(str, raw.columns))}"
-        )
+    _check_columns(path, seen, list(map(str, raw.columns)), int(header_row) + 1)
     df = raw[list(rename)].rename(columns=rename)
     for col in COLUMNS:
         if col not in df:
             df[col] = None
     df = df[COLUMNS].copy()
     # Drop rows that are entirely empty (trailing lines of spreadsheets).
-    df = df[~df.apply(lambda r: all(cell_text(v) == "" for v in r), axis=1)].reset_index(drop=True)
+    df.index = df.index + int(header_row) + 2  # the sheet's own 1-based line numbers
+    df = df[~df.apply(lambda r: all(cell_text(v) == "" for v in r), axis=1)]
     return df
 
 
@@ -133,27 +175,36 @@ def task_labels(emotion, tasks):
     return out
 
 
-def read_sheet(path, *, tasks, emotions=None, subject_width=2):
+def read_sheet(path, *, tasks, emotions=None, subject_width=2, subject_regex=None, columns=None,
+               clip_key=("subject", "filename"), header_row="auto"):
     """Parse and check every row. Returns a DataFrame with one row per sheet row.
 
     Columns: subject, filename, onset, apex, offset, apex_missing, emotion, action_units,
     label_<task> for each task, included, reason. A bad row has included=False and a reason that
     names subject, filename and column.
+    subject_width: digits of a numeric subject id ('01'); None: the id is text kept as written
+    (CAS(ME)^3's 'spNO.1'). subject_regex: the form every id must have (checked after padding).
+    columns, header_row: as load_raw. clip_key: the columns that tell two clips apart; a repeated key is
+    a duplicate row (CAS(ME)^3 needs onset in it: several clips share one subject and filename).
     """
     path = Path(path)
-    df = load_raw(path)
+    df = load_raw(path, columns, header_row)
     known = set(emotions or []) | {e for classes in tasks.values() for emos in classes.values() for e in emos}
     rows, seen = [], {}
-    for i, r in df.iterrows():
-        line = i + 2  # spreadsheet line: header is line 1
+    for line, r in df.iterrows():  # the index is the sheet's line number (load_raw)
         problems = []
         subject = cell_text(r.subject)
         if why := unsafe_name(subject):
             problems.append(f"column Subject: {why}")
             subject = repr(subject)  # as the reason prints it
+        elif subject_width is None:
+            if subject_regex and not re.fullmatch(subject_regex, subject):
+                problems.append(f"column Subject: {subject!r} is not a subject id of the form {subject_regex}")
         else:
             try:
                 subject = normalise_subject(r.subject, subject_width)
+                if subject_regex and not re.fullmatch(subject_regex, subject):
+                    problems.append(f"column Subject: {r.subject!r} is not a subject id of the form {subject_regex}")
             except ValueError:
                 problems.append(f"column Subject: {r.subject!r} is not a subject number")
         filename = cell_text(r.filename)
@@ -169,7 +220,7 @@ def read_sheet(path, *, tasks, emotions=None, subject_width=2):
             except ValueError:
                 problems.append(f"column {SHEET_NAMES[col]}: {r[col]!r} is not a frame number")
         apex_missing = cell_text(r.apex) in ("", *APEX_MISSING)
-        apex = None
+        apex, note = None, ""
         if not apex_missing:
             try:
                 apex = int_cell(r.apex)
@@ -179,13 +230,13 @@ def read_sheet(path, *, tasks, emotions=None, subject_width=2):
             if frames["onset"] > frames["offset"]:
                 problems.append(f"column OnsetFrame/OffsetFrame: onset {frames['onset']} > offset {frames['offset']}")
             elif apex is not None and not frames["onset"] <= apex <= frames["offset"]:
-                problems.append(
-                    f"column ApexFrame: apex {apex} outside onset..offset {frames['onset']}..{frames['offset']}"
-                )
+                # SAMM (2 rows) and CAS(ME)^3 (1) have such cells; the MEGC 2019 composite keeps the clips
+                note = f"ApexFrame {apex} outside onset..offset {frames['onset']}..{frames['offset']}: apex spotted"
+                apex, apex_missing = None, True
         emotion = cell_text(r.emotion).lower()
         if emotion not in known:
             problems.append(f"column Estimated Emotion: unknown label {r.emotion!r} (known: {sorted(known)})")
-        key = (subject, filename)
+        key = tuple({"subject": subject, "filename": filename, **frames}.get(c) for c in clip_key)
         if key in seen and filename:
             problems.append(f"column Filename: duplicate of sheet line {seen[key]}")
         seen.setdefault(key, line)
@@ -201,6 +252,7 @@ def read_sheet(path, *, tasks, emotions=None, subject_width=2):
             **{f"label_{t}": lab for t, lab in task_labels(emotion, tasks).items()},
             "included": not problems,
             "reason": "; ".join(f"{path.name} line {line} sub{subject} {filename}: {p}" for p in problems),
+            "note": note and f"{path.name} line {line} sub{subject} {filename}: {note}",
         }
         rows.append(row)
     out = pd.DataFrame(rows)

@@ -1,0 +1,140 @@
+"""Dataset entries (mer.datasets) read the field's real sheets with the counts their shared READMEs give."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mer.datasets import BUILTIN, entry, megc2019_clips, read_clips
+from mer.sheet import SheetError
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+shared = pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the repo")
+
+
+def labelled(clips, task):
+    return clips[clips.included & clips[f"label_{task}"].fillna("").ne("")]
+
+
+@shared
+def test_casme2_both_releases():
+    old = read_clips("casme2", root=DATA / "casme2")
+    new = read_clips("casme2_2019", root=DATA / "casme2")
+    assert len(old) == len(new) == 255 and old.included.all() and old.subject.nunique() == 26
+    assert len(labelled(old, "5class")) == 246 and len(labelled(new, "5class")) == 249
+    assert len(labelled(old, "3class")) == len(labelled(new, "3class")) == 156
+    assert (old.dataset == "casme2").all() and old["clip"].equals(old.filename)
+
+
+@shared
+def test_samm_header_below_notes():
+    clips = read_clips("samm", root=DATA / "samm")
+    assert len(clips) == 159 and clips.included.all(), clips.reason[~clips.included].tolist()
+    # two apex cells outside their clip: kept (the composite has both clips), apex to be spotted
+    odd = clips[clips.note != ""]
+    assert odd.filename.tolist() == ["028_4_1", "032_3_1"] and odd.apex.isna().all() and odd.apex_missing.all()
+    assert "line 140" in odd.note.iloc[0] and "ApexFrame 1143 outside onset..offset 1071..1134" in odd.note.iloc[0]
+    assert clips.subject.nunique() == 29 and clips.subject.str.fullmatch(r"\d{3}").all()
+    first = clips.iloc[0]
+    got = (first.subject, first.filename, first.onset, first.apex, first.offset)
+    assert got == ("006", "006_1_2", 5562, 5588, 5632)
+    assert entry("samm")["grayscale"] and clips.emotion.value_counts()["anger"] == 57
+    assert len(labelled(clips, "megc2019")) == 133  # Other (26) is left out
+
+
+@shared
+def test_casme3_clips_sharing_a_filename_stay_apart():
+    clips = read_clips("casme3_a", root=DATA / "casme3")
+    assert len(clips) == 687 and clips.included.all(), clips.reason[~clips.included].tolist()[:3]
+    assert clips.subject.nunique() == 87
+    assert not clips.duplicated(["subject", "clip"]).any()  # none merged
+    assert (clips.note != "").sum() == 1  # spNO.149 d: apex 83 before onset 112, to be spotted
+    assert clips.duplicated(["subject", "filename"]).sum() == 309
+    raw = pd.read_csv(DATA / "casme3" / "casme3_partA_labels.csv")
+    codes = clips.label_3class.map({"negative": 0, "positive": 1, "surprise": 2})
+    assert (codes.values == raw.label_for_3.values).all()
+
+
+def smic_folders(root, clips):
+    """SMIC-HS's layout with empty frame files (no image is needed to list clips)."""
+    for subject, emotion, filename, first, last in clips:
+        folder = root / f"s{subject}" / "micro" / emotion / filename
+        folder.mkdir(parents=True)
+        for f in range(first, last + 1):
+            (folder / f"image{f}.bmp").touch()
+
+
+@shared
+def test_megc2019_composite_mapping_reproduces_the_shared_list(tmp_path):
+    composite = pd.read_csv(DATA / "megc2019" / "composite_3class.csv", dtype={"sub": str})
+    smic = composite[composite.dataset == "smic"]
+    names = {0: "negative", 1: "positive", 2: "surprise"}
+    smic_folders(tmp_path, [(int(r.sub[1:]), names[r.label], r.filename_o.replace(r.sub, f"s{int(r.sub[1:])}"),
+                             100 + i, 110 + i) for i, r in enumerate(smic.itertuples())])
+    tables = [read_clips("casme2", root=DATA / "casme2"), read_clips("samm", root=DATA / "samm"),
+              read_clips("smic_hs", root=tmp_path)]
+    mine = megc2019_clips(tables)
+    key = ["dataset", "sub", "filename_o"]
+    assert mine.groupby("dataset").size().to_dict() == {"casme2": 145, "samm": 133, "smic": 164}
+    merged = composite.merge(mine, on=key, how="outer", suffixes=("", "_mine"), indicator=True)
+    assert (merged._merge == "both").all(), merged[merged._merge != "both"][key + ["_merge"]]
+    assert (merged.label == merged.label_mine).all()
+    assert mine["sub"].nunique() == 68
+
+
+@shared
+def test_smic_hs_e_sheet_with_its_own_column_names():
+    clips = read_clips("smic_hs_e", sheet=DATA / "smic" / "SMIC-HS-E_annotation.xlsx", overrides=dict(
+        columns={"onset": "OnsetF", "offset": "OffsetF"}, subject_width=2,
+        emotions=["negative", "positive", "surprise"],
+        tasks={"megc2019": {c: [c] for c in ("negative", "positive", "surprise")}}))
+    assert len(clips) == 157 and clips.subject.nunique() == 16 and clips.apex_missing.all()
+    assert labelled(clips, "megc2019").label_megc2019.value_counts().to_dict() == {"negative": 66, "positive": 51,
+                                                                                     "surprise": 40}
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_bad_input_per_dataset(tmp_path):
+    # SAMM without its header row among the notes
+    notes = "Please cite\nsymbols\n"
+    bad = write(tmp_path / "samm.csv", notes + "006,006_1_2,1,5562,5588,5632,71,Micro,4,Anger\n")
+    with pytest.raises(SheetError, match="lacks column"):
+        read_clips("samm", sheet=bad)
+    header = ("Subject,Filename,Inducement Code,Onset Frame,Apex Frame,Offset Frame,Duration,Micro,"
+              "Action Units,Estimated Emotion\n")
+    rows = ["006,006_1_2,1,5562,5588,5632,71,Micro,4,Anger",
+            "006,006_1_2,1,5562,5588,5632,71,Micro,4,Anger",  # duplicate clip
+            "007,007_1_1,1,10,12,20,11,Micro,4,Joyful",  # unknown emotion
+            "6a,006_2_1,1,10,12,20,11,Micro,4,Anger",  # subject in the wrong format
+            "1234,1234_1,1,10,12,20,11,Micro,4,Anger"]  # four digits where SAMM has three
+    clips = read_clips("samm", sheet=write(tmp_path / "samm2.csv", notes + header + "\n".join(rows) + "\n"))
+    assert clips.included.tolist() == [True, False, False, False, False]
+    reasons = clips.reason.tolist()
+    assert "line 5" in reasons[1] and "duplicate of sheet line 4" in reasons[1]
+    assert "line 6" in reasons[2] and "unknown label 'Joyful'" in reasons[2]
+    assert "line 7" in reasons[3] and "'6a' is not a subject number" in reasons[3]
+    assert "line 8" in reasons[4] and "not a subject id of the form" in reasons[4]
+    # CAS(ME)^3: a text subject id in the wrong form; the same filename twice at different onsets is fine
+    c3 = write(tmp_path / "c3.csv", "Subject,Filename,Onset,Apex,Offset,AU,emotion\n"
+               "spNO.1,b,166,175,179,4,disgust\nspNO.1,b,200,205,210,4,disgust\nsp1,b,1,2,3,4,disgust\n")
+    clips = read_clips("casme3_a", sheet=c3)
+    assert clips.included.tolist() == [True, True, False] and clips["clip"].tolist()[:2] == ["b@166", "b@200"]
+    assert "'sp1' is not a subject id of the form" in clips.reason.iloc[2]
+    # SMIC-HS: an unknown class folder, and gaps in a clip's frames
+    smic_folders(tmp_path / "smic", [(1, "negative", "s1_ne_01", 1, 5), (1, "happy", "s1_po_01", 1, 3)])
+    (tmp_path / "smic/s1/micro/negative/s1_ne_01/image3.bmp").unlink()
+    clips = read_clips("smic_hs", root=tmp_path / "smic").set_index("filename")
+    assert "gaps" in clips.reason["s1_ne_01"] and "class folder 'happy'" in clips.reason["s1_po_01"]
+    assert not clips.included.any()
+
+
+def test_unknown_dataset_and_config_entries():
+    with pytest.raises(KeyError, match="unknown dataset 'mmew'"):
+        entry("mmew")
+    mine = entry("mmew", dict(sheet="MMEW.xlsx", frame_pattern="{subject}/{filename}/{frame}.jpg"))
+    assert mine["clip_key"] == ["subject", "filename"] and mine["header_row"] == "auto"
+    assert set(BUILTIN) == {"casme2", "casme2_2019", "samm", "smic_hs", "casme3_a"}
