@@ -202,3 +202,27 @@ def test_seeds_fuse_like_folds(cache, tmp_path):
         assert load(tmp_path / "fused" / f"{s}-{h}")["config"]["seed"] == s
     a, b = (pd.read_csv(tmp_path / "fused" / f"{s}-01" / "predictions.tsv", sep="\t") for s in (0, 1))
     assert not np.allclose(a.filter(like="prob_"), b.filter(like="prob_"))  # two seeds, two models
+
+
+@pytest.mark.parametrize("size", [2, 16])  # 2 px: the activations are copied; 16 px: the weight is
+@pytest.mark.parametrize("stride", [1, 2])
+def test_vmap_conv_is_the_convolution(size, stride):
+    """VmapConv2d computes nn.Conv2d's function under vmap: 1x1 as a product in either layout, 3x3 as is,
+    with and without bias; in bf16 within bf16's rounding."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from mer.fused import VmapConv2d
+
+    torch.manual_seed(0)
+    for conv in (torch.nn.Conv2d(24, 40, 1, stride=stride, bias=True), torch.nn.Conv2d(24, 40, 1, bias=False),
+                 torch.nn.Conv2d(24, 48, 3, stride=stride, padding=1, groups=8)):
+        convs = [conv] + [torch.nn.Conv2d(24, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                                          groups=conv.groups, bias=conv.bias is not None) for _ in range(2)]
+        params, _ = stack_module_state(convs)
+        x = torch.randn(3, 2, 24, size, size)
+        want = torch.stack([c(x[k]) for k, c in enumerate(convs)])
+        for dtype, tol in ((None, 1e-5), (torch.bfloat16, 3e-2)):
+            mine = VmapConv2d.of(conv, dtype)
+            got = vmap(lambda p, xk, m=mine: functional_call(m, p, (xk,)))(params, x)
+            assert got.dtype == torch.float32 and got.shape == want.shape
+            torch.testing.assert_close(got, want, rtol=tol, atol=tol * want.abs().max().item())

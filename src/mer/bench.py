@@ -14,8 +14,10 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
     images, in each training mode; print a table of images/s and the projected protocol time.
 
     Modes: one fold eager (engine.train_fold's step; also torch.compile'd with compile=True on CUDA),
-    `folds` folds fused eager (mer.fused), and fused replayed as a CUDA graph (CUDA only). On CUDA one
-    fold runs in bf16 autocast with channels_last and a fused group in fp32, as training does; CPU: fp32.
+    `folds` folds fused eager (mer.fused), and fused replayed as a CUDA graph (CUDA only; with
+    compile=True also with the forward and loss through torch.compile, compile time not counted). On CUDA
+    one fold runs in bf16 autocast with channels_last and a fused group with bf16 convolutions (and once in
+    fp32/TF32), as training does; CPU: fp32.
     For each input size (px) x batch size (per fold): 3 warm-up steps, then `steps` timed ones.
     Projection: the paper's protocol at the measured speed, 26 LOSO folds x 100 epochs on CASME II's 249
     samples, each sample in the training sets of the 25 folds that do not hold it out: 100 x 25 x 249
@@ -39,6 +41,8 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
     if on_cuda:
         modes.append((f"fused x{folds} graph", folds, True, False, True))
         modes.append((f"fused x{folds} graph fp32", folds, True, False, False))
+        if compile:
+            modes.append((f"fused x{folds} graph compiled", folds, True, True, True))
     name = torch.cuda.get_device_name(device) if on_cuda else f"cpu ({torch.get_num_threads()} threads)"
     precision = ("one fold bf16 autocast + channels_last, fused bf16 convolutions (fp32: TF32)" if on_cuda
                  else "fp32")
@@ -141,7 +145,8 @@ def _bench_step(backbone, size, batch, k, graph, compiled, device, bf16=False):
             torch.backends.cuda.matmul.allow_tf32 = True  # as mer.fused.train_fused
         fused = FusedModels(models, device, compute_dtype(run))
         fused.train()
-        step = _Step(fused, FusedAdam(fused.params, lr=1e-4), FocalLoss(), inputs, images, labels, run, k, batch)
+        step = _Step(fused, FusedAdam(fused.params, lr=1e-4), FocalLoss(), inputs, images, labels, run, k, batch,
+                     compiled=compiled)
         active = torch.ones(k, device=device)
         if graph:
             step.capture(idx, flip, angle, active)

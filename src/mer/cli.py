@@ -30,7 +30,8 @@ def main(argv=None):
     btrain.add_argument("--batches", type=int, nargs="+", default=[2, 8], help="batch sizes, per fold")
     btrain.add_argument("--steps", type=int, default=10, help="timed steps per setting")
     btrain.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    btrain.add_argument("--compile", action="store_true", help="also time torch.compile on CUDA")
+    btrain.add_argument("--compile", action="store_true",
+                        help="also time torch.compile on CUDA (one fold, and a fused group's forward)")
     btrain.add_argument("--folds", type=int, default=None,
                         help="folds in the fused modes (default: 26 on CUDA, 6 on the CPU)")
 

@@ -214,8 +214,11 @@ class FusedModels:
 class _Step:
     """One fused training step over static device tensors, run eagerly or replayed as a CUDA graph."""
 
-    def __init__(self, fused, adam, criterion, inputs, images, labels, run, k, b):
+    def __init__(self, fused, adam, criterion, inputs, images, labels, run, k, b, compiled=False):
+        """compiled: the forward and the loss (and so their backward) through torch.compile (inductor fuses
+        the elementwise kernels around the products); only `mer bench-train --compile` asks for it so far."""
         self.fused, self.adam, self.criterion, self.inputs = fused, adam, criterion, inputs
+        self.forward = torch.compile(self._forward, dynamic=False) if compiled else self._forward
         self.images, self.labels, self.run = images, labels, run
         device = run["device"]
         # this step's inputs, copied into place before each step (static addresses for the graph)
@@ -245,8 +248,7 @@ class _Step:
         x = x.view(k, b, *x.shape[1:])
         y = self.labels[self.idx]
         before = [t.clone() for t in self.fused.buffers]
-        logits = self.fused(x)  # in the precision the convolutions were built for (FusedModels)
-        losses = vmap(self.criterion)(logits, y)  # (K,): each fold's own mean loss
+        logits, losses = self.forward(x, y)
         grads = torch.autograd.grad((losses * self.active).sum(), self.fused.params)
         with torch.no_grad():
             for t, old in zip(self.fused.buffers, before, strict=True):  # a fold sitting out keeps its BN state
@@ -255,6 +257,10 @@ class _Step:
             self.loss_sum += losses.detach().float() * self.active * b
             self.correct += (logits.detach().argmax(-1) == y).sum(-1).float() * self.active
             self.seen += self.active * b
+
+    def _forward(self, x, y):
+        logits = self.fused(x)  # in the precision the convolutions were built for (FusedModels)
+        return logits, vmap(self.criterion)(logits, y)  # and (K,): each fold's own mean loss
 
     def state_tensors(self):
         return [*self.fused.params, *self.fused.buffers, *self.adam.tensors(), self.loss_sum, self.correct,
