@@ -138,3 +138,16 @@ def test_unknown_dataset_and_config_entries():
     mine = entry("mmew", dict(sheet="MMEW.xlsx", frame_pattern="{subject}/{filename}/{frame}.jpg"))
     assert mine["clip_key"] == ["subject", "filename"] and mine["header_row"] == "auto"
     assert set(BUILTIN) == {"casme2", "casme2_2019", "samm", "smic_hs", "casme3_a"}
+
+
+def test_casme2_entry_matches_the_workflow_defaults():
+    """The workflow reads CASME II with the schema's default tasks and emotions; the dataset entry must not
+    drift from them until the workflow takes its defaults from mer.datasets."""
+    import yaml
+
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    for name in ("casme2", "casme2_2019"):
+        e = entry(name)
+        assert {t: e["tasks"][t] for t in ("5class", "3class")} == schema["properties"]["tasks"]["default"]
+        assert e["emotions"] == schema["properties"]["emotions"]["default"]
+        assert e["frame_pattern"] == schema["properties"]["data"]["properties"]["frame_pattern"]["default"]

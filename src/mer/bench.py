@@ -124,7 +124,7 @@ def _bench_step(backbone, size, batch, k, graph, compiled, device, bf16=False):
     import torch
 
     from mer.augment import Inputs
-    from mer.fused import FusedAdam, FusedModels, _Step, compute_dtype
+    from mer.fused import FusedAdam, FusedModels, _Step, compute_dtype, products_like_convolutions
     from mer.losses import FocalLoss
     from mer.models import build_model
 
@@ -141,8 +141,7 @@ def _bench_step(backbone, size, batch, k, graph, compiled, device, bf16=False):
     inputs = Inputs(models[0].pretrained_cfg["mean"], models[0].pretrained_cfg["std"], True, device)
     if k > 1:
         run = dict(device=device, amp=bf16, channels_last=False)  # as mer.fused.fused_run_settings
-        if on_cuda:
-            torch.backends.cuda.matmul.allow_tf32 = True  # as mer.fused.train_fused
+        products_like_convolutions(device)  # as mer.fused.train_fused
         fused = FusedModels(models, device, compute_dtype(run))
         fused.train()
         step = _Step(fused, FusedAdam(fused.params, lr=1e-4), FocalLoss(), inputs, images, labels, run, k, batch,

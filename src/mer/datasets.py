@@ -39,7 +39,8 @@ _CASME2_TASKS = {
 _CASME2 = dict(frame_pattern="sub{subject}/{filename}/img{frame}.jpg", subject_width=2, subject_regex=r"\d{2}",
                emotions=["happiness", "disgust", "repression", "surprise", "others", "sadness", "fear"],
                tasks=_CASME2_TASKS, apex_required=["megc2019"])
-_SAMM_NEGATIVE = ["anger", "contempt", "disgust", "fear", "sadness"]
+_SAMM_THREE = {"negative": ["anger", "contempt", "disgust", "fear", "sadness"], "positive": ["happiness"],
+               "surprise": ["surprise"]}
 _THREE = {"negative": ["negative"], "positive": ["positive"], "surprise": ["surprise"]}
 
 BUILTIN = {
@@ -49,8 +50,7 @@ BUILTIN = {
         sheet="SAMM_Micro_FACS_Codes_v2.xlsx", frame_pattern="{subject}/{filename}/{subject}_{frame:05d}.jpg",
         subject_width=3, subject_regex=r"\d{3}", grayscale=True,
         emotions=["anger", "contempt", "disgust", "fear", "happiness", "other", "sadness", "surprise"],
-        tasks={"3class": {"negative": _SAMM_NEGATIVE, "positive": ["happiness"], "surprise": ["surprise"]},
-               "megc2019": {"negative": _SAMM_NEGATIVE, "positive": ["happiness"], "surprise": ["surprise"]}}),
+        tasks={"3class": _SAMM_THREE, "megc2019": _SAMM_THREE}),
     "smic_hs": dict(
         sheet=None, layout="s{subject}/micro/{emotion}/{filename}/image{frame}.bmp",
         frame_pattern="s{subject}/micro/{emotion}/{filename}/image{frame}.bmp", subject_width=None,

@@ -310,8 +310,7 @@ def train_fused(cache_paths, held_outs, cfg, out_dirs, device="cpu", threads=Non
     classes, epochs, k = list(c["classes"]), int(c["epochs"]), len(held_outs)
     run = fused_run_settings(c, device)
     use_graph = device.type == "cuda" and (c["cuda_graph"] in (True, "auto"))
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # the 1x1 products in TF32, as cuDNN's convolutions
+    products_like_convolutions(device)
     ckpt_path = Path(checkpoint) if checkpoint else out_dirs[0].parent / f".group-{held_outs[0]}.ckpt.pt"
 
     with determinism(bool(c["deterministic"]), warn_only=device.type == "cuda"):
@@ -417,9 +416,16 @@ def fused_run_settings(c, device):
     to have type BFloat16"), and with BatchNorm computed in fp32 the SE blocks' 1x1 convolutions get a
     bf16 input with an fp32 bias. Not channels_last: vmap folds the K models into grouped convolutions
     and batched products of its own layout. In fp32 on CUDA the 1x1 products use TF32, as cuDNN's
-    convolutions do by default (torch.backends.cuda.matmul.allow_tf32, set by train_fused).
+    convolutions do by default (products_like_convolutions).
     """
     return {**run_settings(c, device), "channels_last": False}
+
+
+def products_like_convolutions(device):
+    """On CUDA, fp32 matrix products in TF32, as cuDNN's convolutions are by default (VmapConv2d's 1x1
+    products stand in for convolutions). A process-wide torch setting."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
 
 
 def compute_dtype(run):

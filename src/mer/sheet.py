@@ -50,11 +50,10 @@ def _norm_header(name):
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
 
-def _read_table(path, header_row):
-    """The sheet's cells as text, its header on 0-based line `header_row` (None: no header, every line a
-    row, blank lines kept, so that row i is line i + 1)."""
+def _read_cells(path):
+    """Every line of the sheet as a row of text cells: no header, blank lines kept (row i is line i + 1)."""
     if path.suffix.lower() in (".xlsx", ".xls"):
-        return pd.read_excel(path, dtype=str, header=header_row)
+        return pd.read_excel(path, dtype=str, header=None)
     if path.suffix.lower() not in (".csv", ".tsv", ".txt"):
         raise SheetError(f"{path}: unsupported coding sheet type {path.suffix!r} (use .xlsx or .csv)")
     text = path.read_text(encoding="utf-8-sig")
@@ -62,35 +61,28 @@ def _read_table(path, header_row):
         sep = csv.Sniffer().sniff(text[:8192], delimiters=",;\t").delimiter
     except csv.Error:  # too little text to tell: a comma
         sep = ","
-    if header_row is None:  # notes above a header may have fewer fields than the table
-        width = max((len(r) for r in csv.reader(io.StringIO(text), delimiter=sep)), default=1)
-        return pd.read_csv(io.StringIO(text), dtype=str, sep=sep, header=None, names=range(width),
-                           skip_blank_lines=False)
-    return pd.read_csv(io.StringIO(text), dtype=str, sep=sep, skiprows=header_row, header=0, skip_blank_lines=False)
+    # notes above a header may have fewer fields than the table: every row as wide as the widest
+    width = max((len(r) for r in csv.reader(io.StringIO(text), delimiter=sep)), default=1)
+    return pd.read_csv(io.StringIO(text), dtype=str, sep=sep, header=None, names=range(width),
+                       skip_blank_lines=False)
 
 
-def find_header(raw, aliases, scan=30):
-    """Index of the first of raw's first `scan` rows (read without a header) that names every REQUIRED
+def find_header(cells, aliases, scan=30):
+    """Index of the first of the sheet's first `scan` lines (rows of _read_cells) that names every REQUIRED
     column, or None. SAMM's sheet has 13 lines of notes above its header."""
-    for i in range(min(scan, len(raw))):
-        names = {aliases.get(_norm_header(v)) for v in raw.iloc[i] if cell_text(v)}
+    for i in range(min(scan, len(cells))):
+        names = {aliases.get(_norm_header(v)) for v in cells.iloc[i] if cell_text(v)}
         if all(c in names for c in REQUIRED):
             return i
     return None
 
 
-def _check_columns(path, have, found, line):
-    missing = [SHEET_NAMES.get(c, c) for c in REQUIRED if c not in have]
-    if missing:
-        raise SheetError(f"{path}: coding sheet lacks column(s) {missing}; found {found} on line {line} "
-                         "(no line among the first 30 names them all)")
-
-
 def load_raw(path, columns=None, header_row="auto"):
-    """The sheet as strings, spacer columns dropped and headers renamed to our names.
+    """The sheet as strings, spacer columns dropped and headers renamed to our names; the index is each
+    row's line number in the sheet.
 
     columns: {our name: the sheet's header} where a dataset's names differ from HEADER_ALIASES'
-    (SMIC-HS-E's OnsetF, say). header_row: the 0-based row of the header, or 'auto': the first row that
+    (SMIC-HS-E's OnsetF, say). header_row: the 0-based line of the header, or 'auto': the first line that
     names every required column (find_header).
     """
     path = Path(path)
@@ -98,34 +90,34 @@ def load_raw(path, columns=None, header_row="auto"):
         raise SheetError(f"coding sheet not found: {path}")
     aliases = HEADER_ALIASES | {_norm_header(theirs): ours for ours, theirs in (columns or {}).items()}
     try:
-        if header_row == "auto":
-            top = _read_table(path, None)
-            header_row = find_header(top, aliases)
-            if header_row is None:
-                first = [cell_text(v) for v in top.iloc[0]] if len(top) else []
-                _check_columns(path, {aliases.get(_norm_header(v)) for v in first if v}, first, 1)
-        raw = _read_table(path, int(header_row))
+        cells = _read_cells(path)
     except SheetError:
         raise
     except Exception as e:  # a corrupt xlsx or unparsable csv
         raise SheetError(f"{path}: cannot read coding sheet: {e}") from e
-    rename, seen = {}, {}
-    for col in raw.columns:
-        key = aliases.get(_norm_header(col))
+    hint = ""
+    if header_row == "auto":
+        header_row = find_header(cells, aliases)
+        if header_row is None:
+            header_row, hint = 0, " (no line among the first 30 names them all)"
+    header = [cell_text(v) for v in cells.iloc[int(header_row)]] if len(cells) else []
+    picked, seen = {}, {}  # position -> our name; our name -> the sheet's header
+    for pos, name in enumerate(header):
+        key = aliases.get(_norm_header(name))
         if key is None:
-            continue  # spacer ('Unnamed: 2') or an extra column we do not use
+            continue  # spacer (blank) or an extra column we do not use
         if key in seen:
-            raise SheetError(f"{path}: columns {seen[key]!r} and {col!r} both look like {key!r}")
-        seen[key] = col
-        rename[col] = key
-    _check_columns(path, seen, list(map(str, raw.columns)), int(header_row) + 1)
-    df = raw[list(rename)].rename(columns=rename)
-    for col in COLUMNS:
-        if col not in df:
-            df[col] = None
-    df = df[COLUMNS].copy()
+            raise SheetError(f"{path}: columns {seen[key]!r} and {name!r} both look like {key!r}")
+        seen[key], picked[pos] = name, key
+    missing = [SHEET_NAMES.get(c, c) for c in REQUIRED if c not in seen]
+    if missing:
+        raise SheetError(f"{path}: coding sheet lacks column(s) {missing}; found {header} on line "
+                         f"{int(header_row) + 1}{hint}")
+    df = cells.iloc[int(header_row) + 1:, list(picked)].copy()
+    df.columns = list(picked.values())
+    df.index = df.index + 1  # the sheet's own 1-based line numbers
+    df = df.reindex(columns=COLUMNS)  # a column the sheet lacks (apex, action units) is empty
     # Drop rows that are entirely empty (trailing lines of spreadsheets).
-    df.index = df.index + int(header_row) + 2  # the sheet's own 1-based line numbers
     df = df[~df.apply(lambda r: all(cell_text(v) == "" for v in r), axis=1)]
     return df
 
