@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from mer.aggregate import PAPER_REPORTED, aggregate, summarise, training_curves
+from mer.evaluate.aggregate import PAPER_REPORTED, aggregate, summarise, training_curves
 
 CLASSES = ["happiness", "surprise", "disgust", "repression", "others"]
 
@@ -197,7 +197,7 @@ def test_summary_pairs_each_experiment_with_the_first_of_its_task(tmp_path):
 def test_leakage_audit_picks_each_subjects_test_best_epoch(tmp_path):
     """Two folds, three epochs each, made by hand: subject 01 is best at epoch 2 (3 of 3 right), subject 02
     at epochs 1 and 3 (2 of 3; the first is taken). The final-epoch result stays the pooled predictions.tsv."""
-    from mer.aggregate import leakage
+    from mer.evaluate.aggregate import leakage
 
     truth = {"01": ["happiness", "surprise", "others"], "02": ["happiness", "happiness", "surprise"]}
     preds = {  # epoch -> predictions per subject
@@ -237,7 +237,7 @@ def test_leakage_audit_picks_each_subjects_test_best_epoch(tmp_path):
 def test_seeds_give_mean_sd_and_the_interval_of_the_mean(tmp_path):
     """Three seeds' runs of one experiment (each pooled by aggregate): aggregate_seeds reports the mean and
     sample sd over seeds, each seed's own scores, and a reproducible interval that holds the mean UF1."""
-    from mer.aggregate import aggregate_seeds
+    from mer.evaluate.aggregate import aggregate_seeds
 
     dirs = write_folds(tmp_path)
     runs, per_seed = [], []

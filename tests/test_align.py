@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from mer.align import align_crop, eye_centres, eye_targets, transform
+from mer.preprocess.align import align_crop, eye_centres, eye_targets, transform
 
 
 def face_points(angle_deg=0.0, scale=1.0, shift=(0.0, 0.0)):
@@ -48,7 +48,7 @@ def test_all68_on_reference_face_is_close_to_eyes():
     import cv2
     from skimage.data import astronaut
 
-    from mer.landmarks import detect
+    from mer.preprocess.landmarks import detect
 
     img = astronaut()
     _, pts = detect(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
@@ -60,7 +60,7 @@ def test_all68_on_reference_face_is_close_to_eyes():
 
 
 def test_cache_round_trip(tmp_path):
-    from mer.crops import read_cache
+    from mer.preprocess.crops import read_cache
 
     path = tmp_path / "sub01.h5"
     imgs = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), np.uint8)
@@ -76,10 +76,10 @@ def test_cache_round_trip(tmp_path):
 
 
 def test_similarity_is_scikit_images_estimate():
-    # mer.align.similarity stands in for skimage's SimilarityTransform (which loads SciPy at import)
+    # mer.preprocess.align.similarity stands in for skimage's SimilarityTransform (which loads SciPy at import)
     from skimage.transform import SimilarityTransform
 
-    from mer.align import similarity
+    from mer.preprocess.align import similarity
 
     rng = np.random.default_rng(0)
     for n in (2, 5, 68):

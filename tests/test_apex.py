@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mer.apex import REGIONS, _ratio, region_boxes, spot_apex, spot_curve
+from mer.preprocess.apex import REGIONS, _ratio, region_boxes, spot_apex, spot_curve
 
 
 def clip_with_apex(t=40, apex=23, amp=40.0, noise=2.0, seed=0):

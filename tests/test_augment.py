@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from mer.augment import Inputs, draw_epoch, steps_per_epoch, to_device
+from mer.train.augment import Inputs, draw_epoch, steps_per_epoch, to_device
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from mer.data import (
+from mer.train.data import (
     fold_subjects,
     load_split,
     subject_key,

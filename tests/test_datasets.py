@@ -1,12 +1,12 @@
-"""Dataset entries (mer.datasets) read the field's real sheets with the counts their shared READMEs give."""
+"""Dataset entries (mer.datasets.catalog) read the field's real sheets with the counts their shared READMEs give."""
 
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from mer.datasets import BUILTIN, entry, megc2019_clips, read_clips
-from mer.sheet import SheetError
+from mer.datasets.catalog import BUILTIN, entry, megc2019_clips, read_clips
+from mer.datasets.sheet import SheetError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 shared = pytest.mark.skipif(not DATA.exists(), reason="../shared/data is not beside the repo")
@@ -142,7 +142,7 @@ def test_unknown_dataset_and_config_entries():
 
 def test_casme2_entry_matches_the_workflow_defaults():
     """The workflow reads CASME II with the schema's default tasks and emotions; the dataset entry must not
-    drift from them until the workflow takes its defaults from mer.datasets."""
+    drift from them until the workflow takes its defaults from mer.datasets.catalog."""
     import yaml
 
     schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())

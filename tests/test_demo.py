@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mer import demo
-from mer.dlibmodels import model_path
-from mer.sheet import load_raw
+from mer.datasets.sheet import load_raw
+from mer.preprocess.dlibmodels import model_path
 
 HEADER = "Subject,Filename,,OnsetFrame,ApexFrame,OffsetFrame,,Action Units,Estimated Emotion"
 CASME_SHEET = Path(__file__).resolve().parents[1].parent / "shared/data/casme2/CASME2-coding-20140508.csv"

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import write_crop_cache as write_cache
 
-from mer.engine import fold_seed, reproducibility, train_fold
+from mer.train.engine import fold_seed, reproducibility, train_fold
 
 CLASSES = ["happiness", "surprise", "others"]
 

@@ -1,5 +1,5 @@
-"""Motion inputs: onset -> apex optical flow (mer.flow) and the apex - onset difference, through the training
-data path (mer.data.load_samples, mer.augment.Inputs)."""
+"""Motion inputs: onset -> apex optical flow (mer.preprocess.flow) and the apex - onset difference, through the training
+data path (mer.train.data.load_samples, mer.train.augment.Inputs)."""
 
 import cv2
 import h5py
@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import CACHE_CLASSES, write_crop_cache
 
-from mer.augment import Inputs, to_device
-from mer.data import input_datasets, load_samples
-from mer.flow import KIND, flow_input, flow_subject, resize_flow
+from mer.preprocess.flow import KIND, flow_input, flow_subject, resize_flow
+from mer.train.augment import Inputs, to_device
+from mer.train.data import input_datasets, load_samples
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.3)
 SHIFT = (1.5, -0.7)  # px: right and up

@@ -1,4 +1,4 @@
-"""Fused fold groups (mer.fused): each fold ends where training it alone ends."""
+"""Fused fold groups (mer.train.fused): each fold ends where training it alone ends."""
 
 import numpy as np
 import pandas as pd
@@ -7,11 +7,11 @@ import torch
 from conftest import write_crop_cache
 from test_engine import config
 
-from mer.augment import Inputs, to_device
-from mer.engine import train_fold
-from mer.fused import FusedAdam, FusedModels, _Step, train_fused
-from mer.losses import FocalLoss
-from mer.models import build_model
+from mer.train.augment import Inputs, to_device
+from mer.train.engine import train_fold
+from mer.train.fused import FusedAdam, FusedModels, _Step, train_fused
+from mer.train.losses import FocalLoss
+from mer.train.models import build_model
 
 # clips per subject: held out 01, 02, 03 leave 22, 15 and 19 training samples, so at batch 4 the folds
 # take 5, 3 and 4 steps per epoch (two of the sets are odd)
@@ -211,7 +211,7 @@ def test_vmap_conv_is_the_convolution(size, stride):
     with and without bias; in bf16 within bf16's rounding."""
     from torch.func import functional_call, stack_module_state, vmap
 
-    from mer.fused import VmapConv2d
+    from mer.train.fused import VmapConv2d
 
     torch.manual_seed(0)
     for conv in (torch.nn.Conv2d(24, 40, 1, stride=stride, bias=True), torch.nn.Conv2d(24, 40, 1, bias=False),

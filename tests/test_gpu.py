@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from mer.gpu import acquire_slot, device_for_slot, slot_dir
+from mer.train.gpu import acquire_slot, device_for_slot, slot_dir
 
 
 def _hold(lock_dir, n_slots, hold_s, queue):

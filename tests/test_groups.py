@@ -1,4 +1,4 @@
-"""Fold groups in the workflow (mer.groups): partition, the group's store, placing a fold's files."""
+"""Fold groups in the workflow (mer.train.groups): partition, the group's store, placing a fold's files."""
 
 import json
 import os
@@ -8,9 +8,9 @@ import torch
 from conftest import write_crop_cache
 from test_engine import config
 
-import mer.fused
-from mer.engine import train_fold
-from mer.groups import group_of, input_key, partition, run_member
+import mer.train.fused
+from mer.train.engine import train_fold
+from mer.train.groups import group_of, input_key, partition, run_member
 
 HELD = ["01", "02", "03"]
 
@@ -77,7 +77,7 @@ def test_auto_on_cpu_trains_one_fold_after_another(tmp_path, cache):
 
 def test_auto_halves_the_group_on_out_of_memory(tmp_path, cache, monkeypatch):
     tried = []
-    real = mer.fused.train_fused
+    real = mer.train.fused.train_fused
 
     def short_of_memory(cache_paths, held_outs, *args, **kwargs):
         tried.append(len(held_outs))
@@ -85,8 +85,8 @@ def test_auto_halves_the_group_on_out_of_memory(tmp_path, cache, monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(cache_paths, held_outs, *args, **kwargs)
 
-    monkeypatch.setattr(mer.fused, "train_fused", short_of_memory)
-    monkeypatch.setattr("mer.groups.group_size", lambda *a: 3)  # as if 3 folds fitted the free memory
+    monkeypatch.setattr(mer.train.fused, "train_fused", short_of_memory)
+    monkeypatch.setattr("mer.train.groups.group_size", lambda *a: 3)  # as if 3 folds fitted the free memory
     cfg = config(fold_group="auto", epochs=1)
     run_member(cache, "03", HELD, cfg, tmp_path / "store", tmp_path / "fold03", input_key(cfg, HELD, cache))
     assert tried[0] == 3 and set(tried[1:]) <= {1, 2}
@@ -96,7 +96,7 @@ def test_auto_halves_the_group_on_out_of_memory(tmp_path, cache, monkeypatch):
 
 
 def test_members_carry_their_seed():
-    from mer.groups import member_fold, member_name
+    from mer.train.groups import member_fold, member_name
 
     assert member_name("07") == "07" and member_name("07", "seed3") == "seed3/07"
     cfg = config()

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mer.losses import FocalLoss, build_loss
+from mer.train.losses import FocalLoss, build_loss
 
 
 def by_hand(logits, target, gamma, alpha=None):

@@ -4,7 +4,7 @@ import torch
 from safetensors.torch import save_file
 from timm.layers import SEModule
 
-from mer.models import build_model, count_params
+from mer.train.models import build_model, count_params
 
 
 @pytest.mark.parametrize("backbone", ["seresnext50_32x4d", "resnext50_32x4d", "resnet50"])

@@ -85,8 +85,8 @@ def test_predict_agrees_with_the_fold_models_predictions(final_run):
 def test_predict_prepares_motion_inputs_as_training_does(final_run, tmp_path, kind):
     """A fold trained on a motion input (from the workflow's crop caches, flow computed as compute_flow does),
     then its held-out clips through mer predict: the fold's own predictions."""
-    from mer.engine import train_fold
-    from mer.flow import flow_subject
+    from mer.preprocess.flow import flow_subject
+    from mer.train.engine import train_fold
 
     cfg = torch.load(final_run / "tiny" / "folds" / "01" / "model.pt", weights_only=True)["config"]
     cfg = {**cfg, "name": kind, "input": kind, "backbone": "resnet18", "size": 32, "epochs": 1}
@@ -260,7 +260,7 @@ def test_bad_models_are_refused_clearly(final_run, tmp_path):
 
 
 def test_a_video_too_large_to_hold_is_refused_by_name(tmp_path):
-    from mer.frames import FrameError, VideoClip
+    from mer.datasets.frames import FrameError, VideoClip
 
     frames = [np.full((48, 64, 3), k, np.uint8) for k in range(10)]
     video = write_video(frames, tmp_path / "long.mp4")

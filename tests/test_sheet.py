@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from conftest import EMOTIONS, SHARED_SHEET, TASKS, fake_frames
 
-from mer.frames import FrameError, frame_path
-from mer.sheet import SheetError, read_sheet, task_subjects, write_samples
+from mer.datasets.frames import FrameError, frame_path
+from mer.datasets.sheet import SheetError, read_sheet, task_subjects, write_samples
 
 HEADER = "Subject,Filename,,OnsetFrame,ApexFrame,OffsetFrame,,Action Units,Estimated Emotion\n"
 PATTERN = "sub{subject}/{filename}/img{frame}.jpg"
@@ -181,7 +181,7 @@ def test_frames_fingerprint_follows_the_frames_not_the_root(tmp_path):
     import os
     import shutil
 
-    from mer.frames import fingerprint
+    from mer.datasets.frames import fingerprint
 
     root, _ = _frames_case(tmp_path)
     clips = [("01", "EP01_01", 1, 6), ("01", "EP02_01", 1, 6)]

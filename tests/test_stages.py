@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 from conftest import EMOTIONS, TASKS
 
-from mer.apex import spot_subject
-from mer.crops import crop_subject
-from mer.frames import DEFAULT_PATTERN, frame_path
-from mer.landmarks import detect_subject
-from mer.sheet import write_samples
+from mer.datasets.frames import DEFAULT_PATTERN, frame_path
+from mer.datasets.sheet import write_samples
+from mer.preprocess.apex import spot_subject
+from mer.preprocess.crops import crop_subject
+from mer.preprocess.landmarks import detect_subject
 
 
 def test_stages_per_frame_and_annotated_fallback(tmp_path, tiny_demo):

@@ -14,7 +14,7 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
     images, in each training mode; print a table of images/s and the projected protocol time.
 
     Modes: one fold eager (engine.train_fold's step; also torch.compile'd with compile=True on CUDA),
-    `folds` folds fused eager (mer.fused), and fused replayed as a CUDA graph (CUDA only; with
+    `folds` folds fused eager (mer.train.fused), and fused replayed as a CUDA graph (CUDA only; with
     compile=True also with the forward and loss through torch.compile, compile time not counted). On CUDA
     one fold runs in bf16 autocast with channels_last and a fused group with bf16 convolutions (and once in
     fp32/TF32), as training does; CPU: fp32.
@@ -26,14 +26,14 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
     # imported here so that the rest of this module does not load torch
     import torch
 
-    from mer.models import build_model, count_params
+    from mer.train.models import build_model, count_params
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     on_cuda = device.type == "cuda"
     torch.backends.cudnn.benchmark = True  # as training picks cuDNN's algorithms (train.deterministic false)
     folds = int(folds or (26 if on_cuda else 6))
     protocol_images = 100 * 25 * 249  # 100 epochs x (26 - 1) training sets per sample x 249 samples
-    # (label, folds, CUDA graph, torch.compile, bf16): the last is a fused group's `amp` (mer.fused)
+    # (label, folds, CUDA graph, torch.compile, bf16): the last is a fused group's `amp` (mer.train.fused)
     modes = [("one fold", 1, False, False, on_cuda)]
     if compile and on_cuda:
         modes.append(("one fold compiled", 1, False, True, True))
@@ -87,9 +87,9 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
     Needs only the library (no Snakemake, no dlib). Prints the wall time and its 100-epoch projection."""
     import torch
 
-    from mer.data import subjects_with_samples
-    from mer.engine import DEFAULTS
-    from mer.groups import input_key, train_group
+    from mer.train.data import subjects_with_samples
+    from mer.train.engine import DEFAULTS
+    from mer.train.groups import input_key, train_group
 
     paths = sorted(str(p) for p in Path(crops).glob("*.h5"))
     if not paths:
@@ -123,10 +123,10 @@ def _bench_step(backbone, size, batch, k, graph, compiled, device, bf16=False):
     (step function, images per step). bf16: autocast for one fold, bf16 convolutions for a group."""
     import torch
 
-    from mer.augment import Inputs
-    from mer.fused import FusedAdam, FusedModels, _Step, compute_dtype, products_like_convolutions
-    from mer.losses import FocalLoss
-    from mer.models import build_model
+    from mer.train.augment import Inputs
+    from mer.train.fused import FusedAdam, FusedModels, _Step, compute_dtype, products_like_convolutions
+    from mer.train.losses import FocalLoss
+    from mer.train.models import build_model
 
     on_cuda = device.type == "cuda"
     g = torch.Generator().manual_seed(0)
@@ -140,8 +140,8 @@ def _bench_step(backbone, size, batch, k, graph, compiled, device, bf16=False):
     models += [copy.deepcopy(models[0]) for _ in range(k - 1)]  # weights do not matter to a timing
     inputs = Inputs(models[0].pretrained_cfg["mean"], models[0].pretrained_cfg["std"], True, device)
     if k > 1:
-        run = dict(device=device, amp=bf16, channels_last=False)  # as mer.fused.fused_run_settings
-        products_like_convolutions(device)  # as mer.fused.train_fused
+        run = dict(device=device, amp=bf16, channels_last=False)  # as mer.train.fused.fused_run_settings
+        products_like_convolutions(device)  # as mer.train.fused.train_fused
         fused = FusedModels(models, device, compute_dtype(run))
         fused.train()
         step = _Step(fused, FusedAdam(fused.params, lr=1e-4), FocalLoss(), inputs, images, labels, run, k, batch,
@@ -218,10 +218,10 @@ def bench_preprocess(sheet, work, threads=2):
 
 def _subject_chain(args):
     """Landmarks, apex and crops of one subject, as the three rules run them (defaults of the schema)."""
-    from mer.apex import spot_subject
-    from mer.crops import crop_subject
-    from mer.frames import DEFAULT_PATTERN
-    from mer.landmarks import detect_subject
+    from mer.datasets.frames import DEFAULT_PATTERN
+    from mer.preprocess.apex import spot_subject
+    from mer.preprocess.crops import crop_subject
+    from mer.preprocess.landmarks import detect_subject
 
     samples, root, out, subject = args
     lm, apex = out / f"sub{subject}_landmarks.tsv", out / f"sub{subject}_apex.tsv"
@@ -278,8 +278,8 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
     import torch
 
     from mer.demo import make_demo
-    from mer.engine import DEFAULTS, resolve, state
-    from mer.models import build_model
+    from mer.train.engine import DEFAULTS, resolve, state
+    from mer.train.models import build_model
 
     work = Path(work).resolve()
     shutil.rmtree(work, ignore_errors=True)

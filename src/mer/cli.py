@@ -118,7 +118,7 @@ def run_predict(args):
     # Importing torch and timm makes about a million objects, none of them garbage, which the cyclic garbage
     # collector would scan again and again: 0.6 s of a 5 s budget. It is off until the model is loaded.
     gc.disable()
-    from mer.frames import FrameError, open_clip
+    from mer.datasets.frames import FrameError, open_clip
     from mer.io import write_json, write_tsv
     from mer.predict import PredictError, load_model, plot_prediction, predict_clip, spot_windows
 

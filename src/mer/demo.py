@@ -18,8 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mer.datasets.sheet import APEX_MISSING, cell_text, int_cell, load_raw, normalise_subject
 from mer.io import atomic_path
-from mer.sheet import APEX_MISSING, cell_text, int_cell, load_raw, normalise_subject
 
 FRAME_W, FRAME_H = 640, 480
 HEADER = ["Subject", "Filename", "", "OnsetFrame", "ApexFrame", "OffsetFrame", "", "Action Units",
@@ -90,7 +90,7 @@ def base_face():
     """(head crop BGR float32, feathered head mask float32 0..1, 68 landmarks (68, 2) in crop px)."""
     from skimage.data import astronaut
 
-    from mer.landmarks import detect
+    from mer.preprocess.landmarks import detect
 
     rgb = astronaut()
     found = detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), upsample=1)

@@ -1,9 +1,10 @@
 """`mer predict`: the micro-expression in a user's own clip, from a model the workflow trained.
 
 A clip goes through the library code that made the training crops, with the settings stored in the model
-file (the experiment's `preprocess` entry): dlib landmarks on the onset frame (mer.landmarks), apex spotting
-over onset..offset (mer.apex), the face check at the spotted apex, the aligned crop of the model's frame
-(mer.align), then the model's test-time input (mer.augment.Inputs) and softmax (mer.engine.predict).
+file (the experiment's `preprocess` entry): dlib landmarks on the onset frame (mer.preprocess.landmarks), apex
+spotting over onset..offset (mer.preprocess.apex), the face check at the spotted apex, the aligned crop of the model's
+frame (mer.preprocess.align), then the model's test-time input (mer.train.augment.Inputs) and softmax
+(mer.train.engine.predict).
 
 A model is a final model (train_final: results/{experiment}/final/model.pt) or the LOSO fold models of an
 experiment as an ensemble (the mean of their probabilities).
@@ -20,15 +21,15 @@ import pandas as pd
 import torch
 
 import mer
-from mer.align import align_crop
-from mer.apex import check_face, region_boxes, spot_apex, spot_curve
-from mer.augment import Inputs, to_device
-from mer.data import prepare
-from mer.engine import MODEL_FORMAT, predict, resolve, run_settings
-from mer.flow import flow_input
-from mer.frames import FrameError, open_clip
-from mer.landmarks import detect, landmark_row
-from mer.models import build_model
+from mer.datasets.frames import FrameError, open_clip
+from mer.preprocess.align import align_crop
+from mer.preprocess.apex import check_face, region_boxes, spot_apex, spot_curve
+from mer.preprocess.flow import flow_input
+from mer.preprocess.landmarks import detect, landmark_row
+from mer.train.augment import Inputs, to_device
+from mer.train.data import prepare
+from mer.train.engine import MODEL_FORMAT, predict, resolve, run_settings
+from mer.train.models import build_model
 
 
 class PredictError(ValueError):
@@ -144,7 +145,7 @@ class Prediction:
     input: str
     onset: int  # frame numbers of the input (a video's from 0; a folder's from its names where they hold them)
     offset: int
-    apex_spotted: int  # argmax of M_i (mer.apex)
+    apex_spotted: int  # argmax of M_i (mer.preprocess.apex)
     apex: int  # the apex used: the spotted one, or the one given
     frame: int  # the frame whose crop the model saw (the model's frame choice: apex, mid, onset)
     label: str
@@ -164,7 +165,7 @@ class Prediction:
 
 def predict_clip(source, model, onset=None, offset=None, apex=None, device=None, ensemble=False, threads=2):
     """The micro-expression of one clip: `source` a video file, a folder of frames or an open clip
-    (mer.frames.open_clip); `model` a Model or what load_model takes. onset, offset: frame numbers (default:
+    (mer.datasets.frames.open_clip); `model` a Model or what load_model takes. onset, offset: frame numbers (default:
     the whole input); apex: use this apex frame instead of the spotted one. Raises PredictError."""
     t0 = time.perf_counter()
     if not isinstance(model, Model):
@@ -213,8 +214,8 @@ def _predict(clip, model, onset, offset, apex, threads, t0):
     apex = spotted if apex is None else int(apex)
     frame = {"onset": onset, "mid": window[(first + clip.position(apex)) // 2 - first]}.get(c["frame"], apex)
 
-    # The aligned crops (mer.crops), then the model's input from them as the workflow makes it from its caches
-    # (mer.flow for flow, then mer.data.prepare).
+    # The aligned crops (mer.preprocess.crops), then the model's input from them as the workflow makes it from its
+    # caches (mer.preprocess.flow for flow, then mer.train.data.prepare).
     full = {k: _crop(clip.color(f), points, p["crop"]) for k, f in (("onset", onset), ("frame", frame))}
     crops = {k: prepare(v, int(c["size"])) for k, v in full.items()}
     kind = c.get("input", "frame")
@@ -234,8 +235,8 @@ def _predict(clip, model, onset, offset, apex, threads, t0):
 
 
 def _spot(clip, span, p, threads):
-    """Landmarks once, on the span's first frame (mer.landmarks.detect_clip without its retries), then apex
-    spotting over the span as mer.apex.spot_subject does it for a dataset's clip, with the model's settings
+    """Landmarks once, on the span's first frame (mer.preprocess.landmarks.detect_clip without its retries), then apex
+    spotting over the span as mer.preprocess.apex.spot_subject does it for a dataset's clip, with the model's settings
     `p` (its `preprocess`). Returns (detect's result, grey stack, region boxes, M_i curve, apex index in the
     span), or None if the first frame has no face."""
     lm, a = p["landmarks"], p["apex"]
@@ -250,7 +251,7 @@ def _spot(clip, span, p, threads):
 
 
 def _crop(bgr, points, crop):
-    """The aligned RGB crop at the cache's size, as mer.crops makes it."""
+    """The aligned RGB crop at the cache's size, as mer.preprocess.crops makes it."""
     return cv2.cvtColor(align_crop(bgr, points, int(crop["size"]), crop["align"]), cv2.COLOR_BGR2RGB)
 
 

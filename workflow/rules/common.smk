@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import min_version, validate
 
-from mer.frames import fingerprint
-from mer.data import input_datasets
-from mer.groups import group_of, member_name
-from mer.sheet import task_subjects
+from mer.datasets.frames import fingerprint
+from mer.train.data import input_datasets
+from mer.train.groups import group_of, member_name
+from mer.datasets.sheet import task_subjects
 
 min_version("9.0")
 
@@ -47,10 +47,11 @@ wildcard_constraints:
 
 
 def code(*modules):
-    """The library modules that a job runs, as its inputs (editing one reruns the job). Relative to the
+    """The library modules that a job runs ("stage.module" for mer.stage.module), as its inputs (editing
+    one reruns the job). Relative to the
     working directory: Snakemake records each output's input paths, so absolute ones would rerun every
     job of a run moved or copied to another folder with its checkout."""
-    return [os.path.relpath(SRC / f"{m}.py") for m in modules]
+    return [os.path.relpath(SRC / f"{m.replace('.', '/')}.py") for m in modules]
 
 
 def samples():
@@ -65,7 +66,7 @@ def subjects():
 
 
 def subject_frames(wildcards):
-    """A param standing for every frame of the subject's included clips (mer.frames.fingerprint: paths
+    """A param standing for every frame of the subject's included clips (mer.datasets.frames.fingerprint: paths
     below the root, sizes, modification times): Snakemake reruns a job whose params changed, so changed
     frames rerun that subject alone. Not input files: Snakemake re-stats every input of every waiting
     job in each scheduling round, which for CASME II's 17,000 frames cost more CPU than the whole
@@ -242,7 +243,7 @@ def training_caches(wildcards):
 
 def members(run):
     """A run's fold-group members: held-out subjects, as 'seedS/SUBJECT' for a run of an experiment with
-    `seeds` (mer.groups.member_fold), so that seeds fuse like folds do."""
+    `seeds` (mer.train.groups.member_fold), so that seeds fuse like folds do."""
     return [member_name(s, run.partition("/")[2]) for s in fold_subjects(run)]
 
 

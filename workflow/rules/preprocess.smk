@@ -2,7 +2,7 @@ checkpoint read_sheet:
     input:
         sheet=SHEET,
         frames=rules.make_demo.output.frames if DEMO else [],
-        code=code("sheet", "frames"),
+        code=code("datasets.sheet", "datasets.frames"),
     output:
         samples=f"{RES}/samples.tsv",
     log:
@@ -24,7 +24,7 @@ checkpoint read_sheet:
 rule detect_landmarks:
     input:
         samples=f"{RES}/samples.tsv",
-        code=code("landmarks", "frames"),
+        code=code("preprocess.landmarks", "datasets.frames"),
     output:
         f"{RES}/landmarks/sub{{subject}}.tsv",
     log:
@@ -46,7 +46,7 @@ rule spot_apex:
     input:
         samples=f"{RES}/samples.tsv",
         landmarks=f"{RES}/landmarks/sub{{subject}}.tsv",
-        code=code("apex", "frames", "landmarks"),
+        code=code("preprocess.apex", "datasets.frames", "preprocess.landmarks"),
     output:
         apex=f"{RES}/apex/sub{{subject}}.tsv",
         curves=f"{RES}/apex/sub{{subject}}_curves.tsv",
@@ -71,7 +71,7 @@ rule crop_faces:
         samples=f"{RES}/samples.tsv",
         landmarks=f"{RES}/landmarks/sub{{subject}}.tsv",
         apex=f"{RES}/apex/sub{{subject}}.tsv",
-        code=code("crops", "align"),
+        code=code("preprocess.crops", "preprocess.align"),
     output:
         f"{RES}/crops/sub{{subject}}.h5",
     log:
@@ -93,7 +93,7 @@ rule crop_faces:
 rule compute_flow:
     input:
         crops=f"{RES}/crops/sub{{subject}}.h5",
-        code=code("flow"),
+        code=code("preprocess.flow"),
     output:
         f"{RES}/flow/sub{{subject}}.h5",
     log:
@@ -115,7 +115,7 @@ rule report_preprocessing:
         apex=per_subject(f"{RES}/apex/sub{{subject}}.tsv"),
         curves=per_subject(f"{RES}/apex/sub{{subject}}_curves.tsv"),
         crops=per_subject(f"{RES}/crops/sub{{subject}}.h5"),
-        code=code("prep_report"),
+        code=code("preprocess.report"),
     output:
         report=f"{RES}/preprocessing/report.md",
         errors=f"{RES}/preprocessing/apex_error.tsv",

@@ -1,7 +1,15 @@
 rule train_fold:
     input:
         caches=training_caches,
-        code=code("engine", "augment", "data", "flow", "models", "losses", "metrics"),
+        code=code(
+            "train.engine",
+            "train.augment",
+            "train.data",
+            "preprocess.flow",
+            "train.models",
+            "train.losses",
+            "metrics",
+        ),
     output:
         model=f"{RES}/{{experiment}}/folds/{{subject}}/model.pt",
         metrics=f"{RES}/{{experiment}}/folds/{{subject}}/metrics.csv",
@@ -27,20 +35,20 @@ rule train_fold:
 
 # Experiments with train.fold_group other than 1: one job per fold, as train_fold, but the group's
 # first job trains all its folds fused in one process and keeps them in the group's store; the others
-# wait for it (they take its fold.json as input) and hard-link their files from the store (mer.groups).
+# wait for it (they take its fold.json as input) and hard-link their files from the store (mer.train.groups).
 rule train_fold_group:
     input:
         caches=training_caches,
         code=code(
-            "engine",
-            "augment",
-            "data",
-            "flow",
-            "models",
-            "losses",
+            "train.engine",
+            "train.augment",
+            "train.data",
+            "preprocess.flow",
+            "train.models",
+            "train.losses",
             "metrics",
-            "fused",
-            "groups",
+            "train.fused",
+            "train.groups",
         ),
         first=group_first_fold,
     output:
@@ -75,7 +83,15 @@ rule train_final:
     input:
         caches=training_caches,
         loso=f"{RES}/{{experiment}}/metrics.json",
-        code=code("engine", "augment", "data", "flow", "models", "losses", "metrics"),
+        code=code(
+            "train.engine",
+            "train.augment",
+            "train.data",
+            "preprocess.flow",
+            "train.models",
+            "train.losses",
+            "metrics",
+        ),
     output:
         model=f"{RES}/{{experiment}}/final/model.pt",
         info=f"{RES}/{{experiment}}/final/model.json",
@@ -102,7 +118,7 @@ rule aggregate_loso:
         predictions=fold_outputs("predictions.tsv"),
         metrics=fold_outputs("metrics.csv"),
         audit=fold_outputs("held_out_by_epoch.tsv"),
-        code=code("aggregate", "metrics"),
+        code=code("evaluate.aggregate", "metrics"),
     output:
         predictions=f"{RES}/{{experiment}}/predictions.tsv",
         metrics=f"{RES}/{{experiment}}/metrics.json",
@@ -155,7 +171,7 @@ rule aggregate_seeds:
             for r in RUNS
             if experiment_of(r) == wc.experiment
         ],
-        code=code("aggregate", "metrics"),
+        code=code("evaluate.aggregate", "metrics"),
     output:
         predictions=f"{RES}/{{experiment}}/predictions.tsv",
         metrics=f"{RES}/{{experiment}}/metrics.json",
@@ -176,7 +192,7 @@ rule summarize_experiments:
     input:
         metrics=[f"{RES}/{name}/metrics.json" for name in EXPERIMENTS],
         predictions=[f"{RES}/{name}/predictions.tsv" for name in EXPERIMENTS],
-        code=code("aggregate", "metrics"),
+        code=code("evaluate.aggregate", "metrics"),
     output:
         md=f"{RES}/summary.md",
         tsv=report(

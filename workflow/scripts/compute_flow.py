@@ -1,7 +1,7 @@
 import cv2
 
-from mer.flow import flow_subject
 from mer.io import log_to
+from mer.preprocess.flow import flow_subject
 
 log_to(snakemake.log[0])
 cv2.setNumThreads(snakemake.threads)

@@ -1,5 +1,5 @@
-from mer.crops import crop_subject
 from mer.io import log_to
+from mer.preprocess.crops import crop_subject
 
 log_to(snakemake.log[0])
 p = snakemake.params.crop

@@ -1,5 +1,5 @@
 from mer.io import log_to
-from mer.landmarks import detect_subject
+from mer.preprocess.landmarks import detect_subject
 
 log_to(snakemake.log[0])
 p = snakemake.params.landmarks

@@ -1,5 +1,5 @@
+from mer.datasets.sheet import write_samples
 from mer.io import log_to
-from mer.sheet import write_samples
 
 log_to(snakemake.log[0])
 d = snakemake.params.data

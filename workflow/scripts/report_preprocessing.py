@@ -1,5 +1,5 @@
 from mer.io import log_to
-from mer.prep_report import report
+from mer.preprocess.report import report
 
 log_to(snakemake.log[0])
 i = snakemake.input

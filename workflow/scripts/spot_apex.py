@@ -1,5 +1,5 @@
-from mer.apex import spot_subject
 from mer.io import log_to
+from mer.preprocess.apex import spot_subject
 
 log_to(snakemake.log[0])
 p, lm = snakemake.params.apex, snakemake.params.landmarks

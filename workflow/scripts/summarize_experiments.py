@@ -1,4 +1,4 @@
-from mer.aggregate import summarise
+from mer.evaluate.aggregate import summarise
 from mer.io import log_to
 
 log_to(snakemake.log[0])

@@ -1,8 +1,8 @@
 import json
 
-from mer.engine import FINAL, train_fold
-from mer.gpu import acquire_slot, device_for_slot, slot_dir
 from mer.io import log_to
+from mer.train.engine import FINAL, train_fold
+from mer.train.gpu import acquire_slot, device_for_slot, slot_dir
 
 log_to(snakemake.log[0])
 out_dir = snakemake.output.model.rsplit("/", 1)[0]

@@ -1,6 +1,6 @@
-from mer.gpu import acquire_slot, device_for_slot, slot_dir
-from mer.groups import input_key, run_member
 from mer.io import log_to
+from mer.train.gpu import acquire_slot, device_for_slot, slot_dir
+from mer.train.groups import input_key, run_member
 
 log_to(snakemake.log[0])
 p, out_dir = snakemake.params, snakemake.output.model.rsplit("/", 1)[0]

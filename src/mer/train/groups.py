@@ -1,7 +1,7 @@
 """Fused fold groups in the workflow: which folds train together, the group's store, placing a fold's files.
 
 Snakemake runs one `train_fold_group` job per fold, writing the same four files as `train_fold`. The first
-job of a group trains every fold of the group in one process (mer.fused) and keeps their files in the
+job of a group trains every fold of the group in one process (mer.train.fused) and keeps their files in the
 group's store, RESULTS/EXPERIMENT/groups/FIRST_SUBJECT/, under a key of its inputs (config, members,
 crop caches, code); every job then places its own fold's files from the store by hard link (no copy).
 The group's other jobs run after the first (they depend on its fold.json) and find the store ready, so
@@ -23,8 +23,8 @@ import re
 import shutil
 from pathlib import Path
 
-from mer.data import AUDIT_FILE
 from mer.io import atomic_path, write_json
+from mer.train.data import AUDIT_FILE
 
 # fold.json last: marks a fold done
 FOLD_FILES = ("model.pt", "metrics.csv", "predictions.tsv", AUDIT_FILE, "fold.json")
@@ -103,8 +103,8 @@ def train_group(cache_paths, members, cfg, store, key, device="cpu", threads=Non
     """Train the group's folds into store/SUBJECT/, resuming a killed run of the same key."""
     import torch
 
-    from mer.engine import log, train_fold
-    from mer.fused import train_fused
+    from mer.train.engine import log, train_fold
+    from mer.train.fused import train_fused
 
     store, members = Path(store), [str(m) for m in members]
     meta_path = store / "group.json"
@@ -154,7 +154,7 @@ def group_size(setting, n_members, cfg, device):
         return 1
     import torch
 
-    from mer.fused import auto_group_size, probe_fold_bytes
+    from mer.train.fused import auto_group_size, probe_fold_bytes
 
     free, _ = torch.cuda.mem_get_info(device)
     return auto_group_size(n_members, free, probe_fold_bytes(cfg, device))

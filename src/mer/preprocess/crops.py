@@ -12,10 +12,10 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from mer.align import align_crop
-from mer.frames import decode_frame, frame_path
+from mer.datasets.frames import decode_frame, frame_path
 from mer.io import atomic_path
-from mer.landmarks import to_array
+from mer.preprocess.align import align_crop
+from mer.preprocess.landmarks import to_array
 
 KINDS = {"onset": "onset", "apex": "apex_spotted", "annotated": "apex_annotated", "mid": "mid"}
 

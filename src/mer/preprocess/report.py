@@ -8,8 +8,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mer.crops import read_cache  # noqa: E402
 from mer.io import atomic_path, write_text, write_tsv  # noqa: E402
+from mer.preprocess.crops import read_cache  # noqa: E402
 
 METHODS = {"spotted": "apex_spotted", "annotated": "apex_annotated", "mid": "mid"}
 

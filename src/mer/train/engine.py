@@ -6,11 +6,11 @@ Checkpoint and resume: every `checkpoint_every` epochs the model, optimizer, com
 per-epoch metrics go to out_dir/checkpoint.pt (atomically). A rerun of a killed job resumes from it.
 Resume is exact without saving RNG state because nothing random carries over between epochs: at
 the start of epoch e the model RNG (dropout) is reseeded from (seed, e), and the epoch's shuffle and
-each sample's flip and rotation come from a generator seeded from (seed, e) (mer.augment). With
+each sample's flip and rotation come from a generator seeded from (seed, e) (mer.train.augment). With
 deterministic=True on CPU a resumed run ends with weights equal to an uninterrupted one.
 
 Data path: the task's crops go to the device once as uint8; each step gathers its batch by index and
-augments it there (mer.augment), the same code as a fused group of folds runs (mer.fused).
+augments it there (mer.train.augment), the same code as a fused group of folds runs (mer.train.fused).
 After model.pt is written, checkpoint.pt is deleted (it holds the same weights plus Adam's state,
 ~300 MB for SE-ResNeXt-50, per fold).
 """
@@ -34,8 +34,9 @@ import torchvision
 from tqdm import tqdm
 
 import mer
-from mer.augment import Inputs, draw_epoch, to_device
-from mer.data import (
+from mer.io import atomic_path, write_csv, write_json, write_tsv
+from mer.train.augment import Inputs, draw_epoch, to_device
+from mer.train.data import (
     AUDIT_FILE,
     epoch_seed,
     fold_subjects,
@@ -44,9 +45,8 @@ from mer.data import (
     load_samples,
     subject_key,
 )
-from mer.io import atomic_path, write_csv, write_json, write_tsv
-from mer.losses import build_loss
-from mer.models import build_model
+from mer.train.losses import build_loss
+from mer.train.models import build_model
 
 REQUIRED = ("name", "backbone", "task", "classes", "frame", "size")
 DEFAULTS = dict(

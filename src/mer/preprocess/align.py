@@ -5,7 +5,7 @@ import functools
 import cv2
 import numpy as np
 
-from mer.landmarks import detect, eye_centres
+from mer.preprocess.landmarks import detect, eye_centres
 
 # Where the eye centres land in the output crop, as fractions of its side.
 EYE_Y = 0.36

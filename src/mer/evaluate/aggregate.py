@@ -14,9 +14,9 @@ from matplotlib.figure import Figure  # the object API: no pyplot state, no GUI 
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import accuracy_score, f1_score
 
-from mer.data import AUDIT_FILE, subject_sort_key
 from mer.io import atomic_path, write_csv, write_json, write_text, write_tsv
 from mer.metrics import bootstrap_uf1, classification_metrics, paired_bootstrap_uf1
+from mer.train.data import AUDIT_FILE, subject_sort_key
 
 # The bootstrap behind every interval: resamples of the clips, stratified by subject, with a fixed seed so that
 # a rerun prints the same interval.
@@ -186,7 +186,7 @@ def _plot_per_fold(per_fold, pooled_acc, name, path):
 
 
 def training_curves(metrics, path, name=""):
-    """Plot each fold's per-epoch metrics.csv (as written by mer.engine; `metrics` maps the held-out
+    """Plot each fold's per-epoch metrics.csv (as written by mer.train.engine; `metrics` maps the held-out
     subject to its file) into one PNG: training loss and accuracy per epoch, one thin line per fold
     and their mean over folds in bold; the inner-validation accuracy too where a fold recorded it.
     Returns the curves as one long table (subject, epoch, loss, train_acc[, val_acc, ...])."""
@@ -195,7 +195,7 @@ def training_curves(metrics, path, name=""):
         df = pd.read_csv(csv)
         missing = {"epoch", "loss", "train_acc"} - set(df.columns)
         if missing:
-            raise ValueError(f"{csv}: no column(s) {sorted(missing)} (not a metrics.csv of mer.engine)")
+            raise ValueError(f"{csv}: no column(s) {sorted(missing)} (not a metrics.csv of mer.train.engine)")
         frames.append(df.assign(subject=str(subject)))
     if not frames:
         raise ValueError("no folds to plot")

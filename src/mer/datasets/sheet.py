@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer.frames import check_clip_frames
+from mer.datasets.frames import check_clip_frames
 
 # Normalised header (lower case, letters and digits only) -> our column name.
 HEADER_ALIASES = {

@@ -12,9 +12,9 @@ up to about eps/2 frames after the true apex of a symmetric rise and fall.
 import numpy as np
 import pandas as pd
 
-from mer.frames import FrameError, frame_path, read_clip, read_frame
+from mer.datasets.frames import FrameError, frame_path, read_clip, read_frame
 from mer.io import write_tsv
-from mer.landmarks import detect_near, face_shift, to_array
+from mer.preprocess.landmarks import detect_near, face_shift, to_array
 
 # Region centres as dlib-68 indices (or pairs averaged): eyebrows, glabella, inner eye corners,
 # nose sides, lip corners, chin. Sides are from the subject's point of view as dlib numbers them.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer.sheet import SheetError, normalise_subject, read_sheet, task_labels, unsafe_name
+from mer.datasets.sheet import SheetError, normalise_subject, read_sheet, task_labels, unsafe_name
 
 # The MEGC 2019 composite (CDE) classes, and each dataset's emotions in them (the shared README of
 # composite_3class.csv: CASME II's others, sadness and fear and SAMM's Other are left out).

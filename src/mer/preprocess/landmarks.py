@@ -6,9 +6,9 @@ import dlib
 import numpy as np
 import pandas as pd
 
-from mer.dlibmodels import model_path
-from mer.frames import FrameError, frame_path, read_frame
+from mer.datasets.frames import FrameError, frame_path, read_frame
 from mer.io import write_tsv
+from mer.preprocess.dlibmodels import model_path
 
 N_POINTS = 68
 POINT_COLUMNS = [f"x{k}" for k in range(N_POINTS)] + [f"y{k}" for k in range(N_POINTS)]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mer.data import INPUTS, epoch_seed
+from mer.train.data import INPUTS, epoch_seed
 
 GRAY = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma weights, as torchvision's rgb_to_grayscale
 
@@ -54,7 +54,7 @@ def draw_epoch(n, seed, epoch, batch_size, hflip=True, rotate=15.0):
 class Inputs:
     """Turns a batch (M, C, S, S) of a fold's samples on the device into the model's float32 input.
 
-    kind: the experiment's `input` (mer.data.input_datasets): 'frame', a uint8 RGB crop; 'difference', a
+    kind: the experiment's `input` (mer.train.data.input_datasets): 'frame', a uint8 RGB crop; 'difference', a
     crop and the onset crop (6 uint8 channels), entering as their difference (both get the same grayscale,
     flip and rotation, and these are linear, so differencing first is the same and cheaper); 'flow', float32
     u, v (px) and strain, whose vectors turn with the image: a flip negates u, a rotation rotates (u, v).

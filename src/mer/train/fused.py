@@ -7,7 +7,7 @@ One backward of the sum of the folds' own mean losses gives each fold its own gr
 gradient is scaled), and one masked Adam step (FusedAdam) advances every fold that still has a batch.
 
 What stays per fold, as when it trains alone (engine.train_fold):
-- initial weights, sample order and augmentation draws (seeded per fold and epoch, mer.augment);
+- initial weights, sample order and augmentation draws (seeded per fold and epoch, mer.train.augment);
 - BatchNorm batch statistics (vmap computes them per fold) and running statistics (stacked buffers);
 - Adam moments and step count; its own steps per epoch: a fold whose epoch is over sits out the
   group's remaining steps, and its parameters, moments and buffers do not move (masked updates);
@@ -28,9 +28,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from mer.augment import Inputs, to_device
-from mer.data import AUDIT_FILE, input_datasets, load_samples
-from mer.engine import (
+from mer.io import atomic_path, write_csv, write_tsv
+from mer.train.augment import Inputs, to_device
+from mer.train.data import AUDIT_FILE, input_datasets, load_samples
+from mer.train.engine import (
     audit_rows,
     determinism,
     epoch_batches,
@@ -46,9 +47,8 @@ from mer.engine import (
     val_metrics,
     write_fold,
 )
-from mer.io import atomic_path, write_csv, write_tsv
-from mer.losses import build_loss
-from mer.models import build_model
+from mer.train.losses import build_loss
+from mer.train.models import build_model
 
 
 class FusedAdam:

@@ -1,7 +1,7 @@
 """Face crops from the per-subject HDF5 cache, held in memory, split leave-one-subject-out.
 
 A CASME II task has ~250 crops: at 224 px they take ~40 MB as uint8, so every sample is read once at
-the start of a fold (or of a fused group of folds) and augmentation runs on the device (mer.augment).
+the start of a fold (or of a fused group of folds) and augmentation runs on the device (mer.train.augment).
 """
 
 import re
@@ -11,9 +11,9 @@ import cv2
 import h5py
 import numpy as np
 
-from mer import flow
+from mer.preprocess import flow
 
-# A fold's held-out predictions after every epoch, for the leakage audit alone (mer.aggregate.leakage): never
+# A fold's held-out predictions after every epoch, for the leakage audit alone (mer.evaluate.aggregate.leakage): never
 # read by training or by any choice; the result is the final epoch's predictions.tsv.
 AUDIT_FILE = "held_out_by_epoch.tsv"
 
@@ -110,14 +110,14 @@ def load_samples(cache_paths, task, frame, classes, resize=None):
     return Split(np.stack(images), np.asarray(labels, dtype=np.int64), subjects, filenames)
 
 
-# `input` of an experiment: what the model sees (mer.augment.Inputs turns it into the network's input)
+# `input` of an experiment: what the model sees (mer.train.augment.Inputs turns it into the network's input)
 INPUTS = ("frame", "difference", "flow")
 
 
 def input_datasets(c):
     """The cache datasets an experiment's input reads, in channel order: `frame` its crop (uint8 RGB);
     `difference` that crop and the onset crop (6 uint8 channels; Inputs subtracts them after augmenting both
-    alike); `flow` the onset -> apex flow of the flow cache (mer.flow, float32 u, v, strain)."""
+    alike); `flow` the onset -> apex flow of the flow cache (mer.preprocess.flow, float32 u, v, strain)."""
     kind, frame = c.get("input", "frame"), c["frame"]
     if kind == "frame":
         return (frame,)
@@ -134,7 +134,7 @@ def input_datasets(c):
 
 def prepare(array, size=None):
     """One cached dataset at the model's input size: a uint8 crop resized with INTER_AREA, a flow field
-    with mer.flow.resize_flow (which also scales its vectors)."""
+    with mer.preprocess.flow.resize_flow (which also scales its vectors)."""
     if not size or array.shape[0] == size:
         return array
     if array.dtype == np.uint8:

@@ -1,0 +1,2 @@
+"""Evaluation: the folds' predictions pooled into scores, figures and summaries (DAG stages aggregate_loso,
+aggregate_seeds, summarize_experiments)."""
