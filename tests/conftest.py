@@ -1,3 +1,4 @@
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,18 @@ def tiny_config(workdir, **overrides):
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
     return workdir
+
+
+def planned_jobs(proc):
+    """[(rule, wildcards)] of the jobs a dry run plans; wildcards as Snakemake prints them ('' for none)."""
+    jobs = []
+    for line in proc.stdout.splitlines():
+        rule = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line)
+        if rule:
+            jobs.append((rule.group(1), ""))
+        elif line.strip().startswith("wildcards:") and jobs:
+            jobs[-1] = (jobs[-1][0], line.split(":", 1)[1].strip())
+    return jobs
 
 
 @pytest.fixture(scope="session")

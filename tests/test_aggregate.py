@@ -277,3 +277,50 @@ def test_seeds_give_mean_sd_and_the_interval_of_the_mean(tmp_path):
     tsv = pd.read_csv(tmp_path / "s.tsv", sep="\t")
     assert tsv.uf1_sd[1] == pytest.approx(m["uf1_sd"]) and pd.isna(tsv.uf1_sd[0])
     assert f"{m['uf1']:.4f} ± {m['uf1_sd']:.4f}" in (tmp_path / "s.html").read_text()
+
+
+MEGC = ["negative", "positive", "surprise"]
+
+
+def write_composite_folds(root):
+    """Folds of three datasets (subjects DATASET-SUBJECT, as the workflow names them), known predictions."""
+    truth = {"casme2-01": (["negative", "positive"], ["negative", "positive"]),
+             "samm-006": (["negative", "surprise", "surprise"], ["negative", "negative", "surprise"]),
+             "smic_hs-2": (["positive", "surprise"], ["positive", "positive"])}
+    dirs = []
+    for s, (y_true, y_pred) in truth.items():
+        d = root / s
+        d.mkdir()
+        pd.DataFrame({"subject": s, "filename": [f"c{i}" for i in range(len(y_true))], "y_true": y_true,
+                      "y_pred": y_pred, **{f"prob_{c}": 1 / 3 for c in MEGC}}).to_csv(d / "predictions.tsv", sep="\t",
+                                                                                       index=False)
+        dirs.append(d)
+    return dirs, truth
+
+
+def test_composite_scores_each_dataset_apart(tmp_path):
+    dirs, truth = write_composite_folds(tmp_path)
+    m = aggregate(dirs, MEGC, tmp_path / "agg", {"name": "comp", "task": "megc2019"})
+    assert set(m["per_dataset"]) == {"casme2", "samm", "smic_hs"}
+    for s, (y_true, y_pred) in truth.items():
+        d = m["per_dataset"][s.split("-")[0]]
+        assert d["uf1"] == pytest.approx(f1_score(y_true, y_pred, labels=MEGC, average="macro", zero_division=0))
+        assert d["uar"] == pytest.approx(recall_score(y_true, y_pred, labels=MEGC, average="macro", zero_division=0))
+        assert d["n_samples"] == len(y_true) and d["n_subjects"] == 1
+    assert m["per_dataset"]["samm"]["confusion"] == [[1, 0, 0], [0, 0, 0], [1, 0, 1]]
+    # one dataset: no per-dataset scores
+    (tmp_path / "one").mkdir()
+    assert "per_dataset" not in aggregate(write_folds(tmp_path / "one"), CLASSES, tmp_path / "agg1", "x")
+
+    experiments = {"comp": (tmp_path / "agg" / "metrics.json", {"backbone": "resnet10t", "task": "megc2019"})}
+    label = "casme2 + samm + smic_hs"
+    summarise(experiments, tmp_path / "s.md", tmp_path / "s.tsv", label, out_html=tmp_path / "s.html")
+    md = (tmp_path / "s.md").read_text()
+    assert "## Per dataset" in md and "| comp | samm | 1 | 3 |" in md and "Confusion of comp on smic_hs" in md
+    assert "HTNet (reported)" in md and "CausalNet (reported)" in md and "held-out subject" in md
+    tsv = pd.read_csv(tmp_path / "s.tsv", sep="\t")
+    assert tsv[tsv.source == "reported"].uf1.tolist() == [0.8603, 0.8976]
+    assert "<h3>Per dataset</h3>" in (tmp_path / "s.html").read_text()
+    # the generated demo: never published numbers, even for datasets named like the real ones
+    summarise(experiments, tmp_path / "d.md", tmp_path / "d.tsv", label, real=False)
+    assert "(reported)" not in (tmp_path / "d.md").read_text() and "## Per dataset" in (tmp_path / "d.md").read_text()

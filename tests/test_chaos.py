@@ -42,7 +42,7 @@ from conftest import ROOT, run_snakemake, tiny_config
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 EPOCHS = 4
-SUBJECTS = ["01", "02", "03"]
+SUBJECTS = ["demo-01", "demo-02", "demo-03"]  # folds: DATASET-SUBJECT
 # A small backbone keeps each fold to seconds; its checkpoint (~60 MB with Adam's state) takes long enough
 # to write that polling catches the write. One experiment trains each fold alone, one fused (the group's
 # checkpoint holds all three folds).
@@ -108,12 +108,13 @@ def rows(csv):
 
 
 def landmarking(res, since):
-    logs = (res / "logs" / "detect_landmarks").glob("*.log")
-    return [str(log) for log in logs if fresh(log, since) and not (res / "landmarks" / f"{log.stem}.tsv").exists()]
+    logs = (res / "logs" / "detect_landmarks" / "demo").glob("*.log")
+    return [str(log) for log in logs
+            if fresh(log, since) and not (res / "landmarks" / "demo" / f"{log.stem}.tsv").exists()]
 
 
 def cropping(res, since):
-    return temps(res / "crops", "*.h5", since)
+    return temps(res / "crops" / "demo", "*.h5", since)
 
 
 def solo_units(res):
@@ -122,7 +123,7 @@ def solo_units(res):
 
 
 def fused_units(res):
-    """The fused group (one, first subject 01): its store's checkpoint and the folds it trains there."""
+    """The fused group (one, first fold demo-01): its store's checkpoint and the folds it trains there."""
     store = res / "fused" / "groups" / SUBJECTS[0]
     return [(store / "checkpoint.pt", [store / s for s in SUBJECTS])]
 

@@ -2,10 +2,21 @@
 
 from pathlib import Path
 
+import cv2
 import pandas as pd
 import pytest
 
-from mer.datasets.catalog import BUILTIN, entry, megc2019_clips, read_clips
+from mer.datasets.catalog import (
+    BUILTIN,
+    configured,
+    entry,
+    fold_id,
+    megc2019_clips,
+    read_clips,
+    split_fold,
+    task_classes,
+    write_dataset_samples,
+)
 from mer.datasets.sheet import SheetError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -151,3 +162,112 @@ def test_casme2_entry_matches_the_workflow_defaults():
         assert {t: e["tasks"][t] for t in ("5class", "3class")} == schema["properties"]["tasks"]["default"]
         assert e["emotions"] == schema["properties"]["emotions"]["default"]
         assert e["frame_pattern"] == schema["properties"]["data"]["properties"]["frame_pattern"]["default"]
+
+
+def workflow_config(**changes):
+    """A config as the workflow sees it after schema defaults (the keys mer.datasets.catalog.configured reads)."""
+    cfg = {"dataset": "demo", "datasets": {}, "demo": {"enabled": True, "datasets": []},
+           "data": {"root": "", "sheet": "", "frame_pattern": "sub{subject}/{filename}/img{frame}.jpg",
+                    "subject_width": 2, "bad_rows": "exclude"},
+           "tasks": {"5class": {"happiness": ["happiness"]}}, "emotions": ["happiness"]}
+    for key, value in changes.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(cfg[key], dict) else value
+    return cfg
+
+
+def test_configured_datasets():
+    # the demo: one CASME II-shaped dataset, or each named layout in its own folder
+    assert list(configured(workflow_config(), "res/demo")) == ["demo"]
+    demo = configured(workflow_config(), "res/demo")["demo"]
+    assert (demo["root"], demo["sheet"]) == ("res/demo/frames", "res/demo/coding.csv")
+    three = configured(workflow_config(demo={"datasets": ["casme2", "samm", "smic_hs"]}), "res/demo")
+    assert list(three) == ["casme2", "samm", "smic_hs"] and three["smic_hs"]["sheet"] is None
+    assert three["samm"]["root"] == "res/demo/samm/frames" and three["samm"]["tasks"] == BUILTIN["samm"]["tasks"]
+    # `data` alone: one dataset named by `dataset`, with config's tasks
+    legacy = configured(workflow_config(dataset="casme2", data={"root": "/d", "sheet": "/d/s.xlsx"}))
+    assert list(legacy) == ["casme2"] and legacy["casme2"]["tasks"] == {"5class": {"happiness": ["happiness"]}}
+    # `datasets`: a built-in's sheet defaults to its file name below the root; overrides win
+    given = configured(workflow_config(datasets={"samm": {"root": "/s"}, "casme2": {"root": "/c", "sheet": "/x.csv"},
+                                                 "smic_hs": {"root": "/m"}}))
+    assert given["samm"]["sheet"] == "/s/SAMM_Micro_FACS_Codes_v2.xlsx" and given["casme2"]["sheet"] == "/x.csv"
+    assert given["smic_hs"]["sheet"] is None and given["samm"]["frame_pattern"] == BUILTIN["samm"]["frame_pattern"]
+    with pytest.raises(ValueError, match="datasets.mmew: not a built-in dataset"):
+        configured(workflow_config(datasets={"mmew": {"root": "/m", "sheet": "/m.xlsx"}}))
+    with pytest.raises(ValueError, match="name 'SAMM-2' must be"):
+        configured(workflow_config(datasets={"SAMM-2": {"root": "/m"}}))
+    with pytest.raises(ValueError, match="datasets.samm.root is empty"):
+        configured(workflow_config(datasets={"samm": {}}))
+
+
+def test_task_classes_and_fold_ids():
+    e = {n: entry(n) for n in ("casme2", "samm", "smic_hs")}
+    assert task_classes(e, "megc2019") == ["negative", "positive", "surprise"]
+    with pytest.raises(ValueError, match="defined by none"):
+        task_classes(e, "7class")
+    odd = {**e, "mine": entry("mine", {"tasks": {"megc2019": {"neg": ["x"], "pos": ["y"]}}})}
+    with pytest.raises(ValueError, match="dataset mine has classes"):
+        task_classes(odd, "megc2019")
+    assert fold_id("casme3_a", "spNO.1") == "casme3_a-spNO.1"
+    assert split_fold("casme3_a-spNO.1") == ("casme3_a", "spNO.1")
+    assert split_fold("01") == ("", "01")
+
+
+def test_generated_layouts_read_back_by_the_builtin_entries(tmp_path):
+    """The demo in SAMM's and SMIC's layouts: the built-in entries read them (SAMM's sheet below notes, grey
+    JPEGs with absolute 5-digit frame numbers; SMIC's classes from folders), and every frame is checked."""
+    from mer.demo import make_demo
+
+    for layout in ("samm", "smic_hs"):
+        make_demo(tmp_path / layout, subjects=2, clips_per_subject=3, seed=0, layout=layout, workers=1)
+    samm = write_dataset_samples("samm", entry("samm", {"root": str(tmp_path / "samm/frames"),
+                                                        "sheet": str(tmp_path / "samm/coding.csv")}),
+                                 tmp_path / "samm.tsv")
+    assert samm.included.all() and samm.subject.tolist() == ["006"] * 3 + ["007"] * 3
+    assert (samm.onset >= 4000).all() and sorted(samm.label_megc2019[:3]) == ["negative", "positive", "surprise"]
+    first = samm.iloc[0]
+    grey = cv2.imread(str(tmp_path / "samm/frames/006" / first.filename / f"006_{first.onset:05d}.jpg"),
+                      cv2.IMREAD_UNCHANGED)
+    assert grey.ndim == 2  # SAMM's frames are grey
+    smic = write_dataset_samples("smic_hs", entry("smic_hs", {"root": str(tmp_path / "smic_hs/frames")}),
+                                 tmp_path / "smic.tsv")
+    assert smic.included.all() and smic.apex.isna().all() and sorted(smic.subject.unique()) == ["1", "2"]
+    assert (smic.label_megc2019 == smic.emotion).all() and (pd.read_csv(tmp_path / "smic.tsv", sep="\t")
+                                                            .dataset == "smic_hs").all()
+    # a frame gone: its clip is excluded with the reason, naming the frame
+    gone = tmp_path / "smic_hs/frames/s1/micro" / smic.emotion[0] / smic.filename[0] / f"image{smic.onset[0] + 1}.bmp"
+    gone.unlink()
+    again = write_dataset_samples("smic_hs", entry("smic_hs", {"root": str(tmp_path / "smic_hs/frames")}),
+                                  tmp_path / "smic2.tsv")
+    assert not again.included[0] and "gaps" in again.reason[0] and again.included[1:].all()
+
+
+@shared
+def test_composite_mirror_reads_back_as_the_composite_list(tmp_path):
+    """`mer demo --mirror composite_3class.csv` names each dataset's clips its own way; the built-in entries read
+    them back into the composite list's names and labels (a few clips of each dataset, SMIC's s01_ne_02 among them)."""
+    from mer.cli import main
+
+    composite = pd.read_csv(DATA / "megc2019" / "composite_3class.csv", dtype=str)
+    few = pd.concat([g.head(3) for _, g in composite.groupby("dataset")] +
+                    [composite[composite.filename_o == "s01_ne_02"]]).drop_duplicates()
+    few.to_csv(tmp_path / "few.csv", index=False)
+    assert main(["demo", "--out", str(tmp_path / "out"), "--mirror", str(tmp_path / "few.csv"), "--workers", "1"]) == 0
+    tables = [read_clips(n, root=tmp_path / "out" / n / "frames",
+                         sheet=None if n == "smic_hs" else tmp_path / "out" / n / "coding.csv")
+              for n in ("casme2", "samm", "smic_hs")]
+    mine = megc2019_clips(tables).astype(str)
+    key = ["dataset", "sub", "filename_o", "label"]
+    assert mine[key].sort_values(key).values.tolist() == few[key].sort_values(key).values.tolist()
+
+
+@shared
+def test_samm_mirror_rows_are_the_sheets():
+    from mer.demo import _mirrored_rows
+
+    rows = pd.DataFrame(_mirrored_rows(DATA / "samm" / "SAMM_Micro_FACS_Codes_v2.xlsx", "samm"))
+    sheet = read_clips("samm", root=DATA / "samm")
+    assert len(rows) == 159 and rows.subject.tolist() == sheet.subject.tolist()
+    assert rows.onset.tolist() == sheet.onset.tolist() and rows.emotion.tolist() == sheet.emotion.str.lower().tolist()
+    # the two apexes outside their clips are written as the sheet has them, the motion peaks inside
+    odd = rows[rows.filename.isin(["028_4_1", "032_3_1"])]
+    assert odd.apex_text.tolist() == ["1143", "1930"] and odd.apex.between(odd.onset, odd.offset).all()

@@ -26,7 +26,7 @@ def final_run(tiny_run):
 
 
 def clips(results, subject=None):
-    s = pd.read_csv(results / "samples.tsv", sep="\t", dtype={"subject": str})
+    s = pd.read_csv(results / "samples" / "demo.tsv", sep="\t", dtype={"subject": str})
     return s[s.subject == subject] if subject else s
 
 
@@ -56,7 +56,7 @@ def test_final_model_and_its_description(final_run):
     assert info["classes"] == ["happiness", "disgust", "repression", "surprise", "others"]
     assert info["input_size"] == 64 and info["preprocess"]["crop"] == {"size": 64, "align": "eyes"}
     assert info["preprocess"]["apex"]["eps"] == 3 and "upsample" in info["preprocess"]["landmarks"]
-    assert info["n_train"] == 15 and info["train_subjects"] == ["01", "02", "03"]  # every subject
+    assert info["n_train"] == 15 and info["train_subjects"] == ["demo-01", "demo-02", "demo-03"]  # every subject
     assert {k: info["loso"][k] for k in ("accuracy", "uf1", "uar")} == {k: loso[k] for k in ("accuracy", "uf1", "uar")}
     assert {"mer", "torch", "timm"} <= set(info["versions"])
     ckpt = torch.load(final / "model.pt", weights_only=True)
@@ -68,10 +68,10 @@ def test_final_model_and_its_description(final_run):
 def test_predict_agrees_with_the_fold_models_predictions(final_run):
     """Each held-out subject's clips through mer predict with its fold's model: the workflow's predictions."""
     for subject in ("01", "02", "03"):
-        fold = final_run / "tiny" / "folds" / subject
+        fold = final_run / "tiny" / "folds" / f"demo-{subject}"
         model = load_model(fold)
         expected = pd.read_csv(fold / "predictions.tsv", sep="\t", dtype={"subject": str}).set_index("filename")
-        apex = pd.read_csv(final_run / "apex" / f"sub{subject}.tsv", sep="\t").set_index("filename")
+        apex = pd.read_csv(final_run / "apex" / "demo" / f"sub{subject}.tsv", sep="\t").set_index("filename")
         for row in clips(final_run, subject).itertuples():
             pred = predict_clip(clip_dir(final_run, row), model, row.onset, row.offset)
             assert pred.apex_spotted == apex.loc[row.filename, "apex_spotted"]
@@ -88,15 +88,15 @@ def test_predict_prepares_motion_inputs_as_training_does(final_run, tmp_path, ki
     from mer.preprocess.flow import flow_subject
     from mer.train.engine import train_fold
 
-    cfg = torch.load(final_run / "tiny" / "folds" / "01" / "model.pt", weights_only=True)["config"]
+    cfg = torch.load(final_run / "tiny" / "folds" / "demo-01" / "model.pt", weights_only=True)["config"]
     cfg = {**cfg, "name": kind, "input": kind, "backbone": "resnet18", "size": 32, "epochs": 1}
-    caches = sorted((final_run / "crops").glob("sub*.h5"))
+    caches = sorted((final_run / "crops" / "demo").glob("sub*.h5"))
     if kind == "flow":
         cfg["preprocess"] = {**cfg["preprocess"], "flow": {"method": "tvl1", "lambda": 0.15}}
         for c in caches:
             flow_subject(c, tmp_path / c.name, "tvl1", 0.15)
         caches = [tmp_path / c.name for c in caches]
-    train_fold(caches, "02", cfg, tmp_path / "fold", threads=2, progress=False)
+    train_fold(caches, "demo-02", cfg, tmp_path / "fold", threads=2, progress=False)
     model = load_model(tmp_path / "fold")
     expected = pd.read_csv(tmp_path / "fold" / "predictions.tsv", sep="\t").set_index("filename")
     for row in clips(final_run, "02").itertuples():
@@ -139,7 +139,7 @@ def test_cli_text_json_out_and_ensemble(final_run, tmp_path, capsys):
     assert len(saved["model"]) == 3  # the three fold models
     assert (out / "prediction.png").read_bytes()[:4] == b"\x89PNG"
     # the ensemble's probabilities: the mean of its folds'
-    folds = [predict_clip(folder, final_run / "tiny" / "folds" / s) for s in ("01", "02", "03")]
+    folds = [predict_clip(folder, final_run / "tiny" / "folds" / f"demo-{s}") for s in ("01", "02", "03")]
     mean = {c: np.mean([p.probabilities[c] for p in folds]) for c in saved["probabilities"]}
     assert saved["probabilities"] == pytest.approx(mean, abs=1e-6)
 

@@ -200,8 +200,8 @@ def test_summary_table_renders(report, browser, tmp_path):
     ("1. Results", "Confusion matrices", "tiny_b", "tiny_b/confusion.png"),
     ("1. Results", "Accuracy per fold", "tiny_b", "tiny_b/per_fold.png"),
     ("2. Training", None, "tiny", "tiny/training_curves.png"),  # one subcategory: opened directly
-    ("3. Preprocessing", None, "apex spotting: M_i curves", "preprocessing/apex_curves.png"),
-    ("3. Preprocessing", None, "aligned apex crops per class", "preprocessing/crops_montage.png"),
+    ("3. Preprocessing", None, "apex spotting: M_i curves", "preprocessing/demo/apex_curves.png"),
+    ("3. Preprocessing", None, "aligned apex crops per class", "preprocessing/demo/crops_montage.png"),
 ])
 def test_figures_display(report, browser, tmp_path, category, subcategory, label, file):
     show(browser, report, category, subcategory, label)

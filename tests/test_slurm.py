@@ -7,6 +7,7 @@ equal the local run's (tiny_run, same config and seeds). Needs root and apt; ski
 
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import time
@@ -80,7 +81,7 @@ def test_folds_run_as_slurm_jobs_with_one_gpu_each(slurm_cluster, tiny_run, tmp_
     assert (jobs.State == "COMPLETED").all(), jobs.to_string()
     tres = jobs.AllocTRES.str.split(",")
     folds = jobs[jobs.Comment.str.startswith("rule_train_fold")]
-    assert sorted(folds.Comment) == [f"rule_train_fold_wildcards_tiny_{s}" for s in ("01", "02", "03")], jobs
+    assert sorted(folds.Comment) == [f"rule_train_fold_wildcards_tiny_demo-{s}" for s in ("01", "02", "03")], jobs
     assert all("gres/gpu=1" in t for t in tres[folds.index]), folds.to_string()  # one GPU per fold job
     others = jobs.drop(folds.index)
     assert len(others) and not any(any(x.startswith("gres/gpu") for x in t) for t in tres[others.index])
@@ -89,10 +90,11 @@ def test_folds_run_as_slurm_jobs_with_one_gpu_each(slurm_cluster, tiny_run, tmp_
 
     res = work / "results"
     for s in ("01", "02", "03"):
-        fold = f"tiny/folds/{s}/predictions.tsv"
+        fold = f"tiny/folds/demo-{s}/predictions.tsv"
         pd.testing.assert_frame_equal(pd.read_csv(res / fold, sep="\t"), pd.read_csv(tiny_run / fold, sep="\t"))
         for step in ("landmarks", "apex"):
-            assert (res / step / f"sub{s}.tsv").read_text() == (tiny_run / step / f"sub{s}.tsv").read_text()
+            path = pathlib.Path(step) / "demo" / f"sub{s}.tsv"
+            assert (res / path).read_text() == (tiny_run / path).read_text()
     ours, local = (json.loads((r / "tiny" / "metrics.json").read_text()) for r in (res, tiny_run))
     for key in ("accuracy", "uf1", "uar", "confusion", "n_samples", "n_folds"):
         assert ours[key] == local[key], key

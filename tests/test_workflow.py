@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 import shutil
 
 import h5py
@@ -11,26 +10,26 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import ROOT, job_counts, run_snakemake, tiny_config
+from conftest import ROOT, job_counts, planned_jobs, run_snakemake, tiny_config
 from sklearn.metrics import accuracy_score, f1_score
 
 pytestmark = pytest.mark.slow
 
 
 def test_preprocessing_outputs(tiny_run):
-    samples = pd.read_csv(tiny_run / "samples.tsv", sep="\t", dtype={"subject": str})
+    samples = pd.read_csv(tiny_run / "samples" / "demo.tsv", sep="\t", dtype={"subject": str})
     assert len(samples) == 15 and samples.included.all() and sorted(samples.subject.unique()) == ["01", "02", "03"]
     for s in ("01", "02", "03"):
-        marks = pd.read_csv(tiny_run / "landmarks" / f"sub{s}.tsv", sep="\t")
+        marks = pd.read_csv(tiny_run / "landmarks" / "demo" / f"sub{s}.tsv", sep="\t")
         assert marks.ok.all() and len(marks) == 5  # one detection per clip (onset frame)
-        apex = pd.read_csv(tiny_run / "apex" / f"sub{s}.tsv", sep="\t")
+        apex = pd.read_csv(tiny_run / "apex" / "demo" / f"sub{s}.tsv", sep="\t")
         assert apex.ok.all() and (apex.apex_spotted.between(apex.onset, apex.offset)).all()
-        with h5py.File(tiny_run / "crops" / f"sub{s}.h5") as h5:
+        with h5py.File(tiny_run / "crops" / "demo" / f"sub{s}.h5") as h5:
             assert len(h5) == 5
             g = h5[next(iter(h5))]
             assert g["apex"].shape == (64, 64, 3) and g["apex"].dtype == np.uint8
             assert {"subject", "filename", "label_5class", "frame_apex", "sha1_apex", "frame_onset"} <= set(g.attrs)
-    report = tiny_run / "preprocessing"
+    report = tiny_run / "preprocessing" / "demo"
     errors = pd.read_csv(report / "apex_error.tsv", sep="\t")
     assert set(errors.method) == {"spotted", "annotated", "mid"}
     assert errors.set_index("method").loc["annotated", "mae_frames"] == 0  # the demo sheet has every apex
@@ -41,12 +40,13 @@ def test_preprocessing_outputs(tiny_run):
 def test_training_and_summary(tiny_run):
     exp = tiny_run / "tiny"
     for s in ("01", "02", "03"):
-        fold = exp / "folds" / s
+        fold = exp / "folds" / f"demo-{s}"
         ckpt = torch.load(fold / "model.pt", weights_only=True)
         assert set(ckpt) >= {"model", "optimizer", "epoch", "config"} and ckpt["epoch"] == 2
         assert len(pd.read_csv(fold / "metrics.csv")) == 2
         info = json.loads((fold / "fold.json").read_text())
-        assert info["held_out"] == s and s not in info["train_subjects"] and info["device"] == "cpu"
+        assert info["held_out"] == f"demo-{s}" and f"demo-{s}" not in info["train_subjects"]
+        assert info["device"] == "cpu" and len(info["train_subjects"]) == 2
     pooled = pd.read_csv(exp / "predictions.tsv", sep="\t")
     m = json.loads((exp / "metrics.json").read_text())
     assert m["n_folds"] == 3 and m["n_samples"] == len(pooled) == 15
@@ -102,26 +102,26 @@ def test_real_data_mode_with_bad_inputs(tmp_path, tiny_demo):
                        data={"root": str(data / "frames"), "sheet": str(data / "coding.csv")})
     run_snakemake(work, "--cores", "2")
     res = work / "results"
-    samples = pd.read_csv(res / "samples.tsv", sep="\t", dtype={"subject": str}, keep_default_na=False)
+    samples = pd.read_csv(res / "samples" / "demo.tsv", sep="\t", dtype={"subject": str}, keep_default_na=False)
     bad = samples.set_index("filename").loc[[f0, f1]]
     assert f"sub{s0} {f0}: frame {on0 + 2}: frame missing" in bad.reason.iloc[0]
     assert f"sub{s1} {f1}: frame {on1 + 1}: corrupt JPEG" in bad.reason.iloc[1]
-    excluded = pd.read_csv(res / "preprocessing" / "excluded.tsv", sep="\t")
+    excluded = pd.read_csv(res / "preprocessing" / "demo" / "excluded.tsv", sep="\t")
     assert len(excluded) == 3
     face = excluded[excluded.stage == "spot_apex"].reason.iloc[0]
     assert f"sub{s2} {f2}" in face and "no face found" in face
-    with h5py.File(res / "crops" / f"sub{s2}.h5") as h5:
+    with h5py.File(res / "crops" / "demo" / f"sub{s2}.h5") as h5:
         assert f2 not in h5 and len(h5) == 4
 
     # Under bad_rows: fail the same data stops at read_sheet with the list, and keeps earlier results.
-    before = {p: p.read_bytes() for p in (res / "crops").glob("*.h5")}
+    before = {p: p.read_bytes() for p in (res / "crops" / "demo").glob("*.h5")}
     cfg = yaml.safe_load((work / "config.yaml").read_text())
     cfg["data"]["bad_rows"] = "fail"
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(work, "--cores", "2", check=False)
-    log = (res / "logs" / "read_sheet.log").read_text()
+    log = (res / "logs" / "read_sheet" / "demo.log").read_text()
     assert proc.returncode != 0 and "2 bad row(s)" in log and f"sub{s0} {f0}" in log
-    assert {p: p.read_bytes() for p in (res / "crops").glob("*.h5")} == before
+    assert {p: p.read_bytes() for p in (res / "crops" / "demo").glob("*.h5")} == before
 
 
 def test_casme2_config_declares_the_papers_experiments(tmp_path, tiny_demo):
@@ -130,7 +130,7 @@ def test_casme2_config_declares_the_papers_experiments(tmp_path, tiny_demo):
     work = tmp_path / "casme2"
     work.mkdir()
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    run_snakemake(work, "--cores", "2", "results/samples.tsv")  # resolve the checkpoint, then plan the rest
+    run_snakemake(work, "--cores", "2", "results/samples/casme2.tsv")  # resolve the checkpoint, then plan the rest
     counts = job_counts(run_snakemake(work, "-n", "--cores", "2"))
     # 7 experiments x 3 subjects, in fused groups (fold_group: auto), one job per fold
     assert counts["aggregate_loso"] == 7 and counts["train_fold_group"] == 7 * 3 and "train_fold" not in counts
@@ -162,11 +162,11 @@ def test_changed_apex_eps_reruns_apex_onwards_but_not_landmarks(tiny_run):
 
 
 def test_deleted_fold_output_reruns_that_fold_alone(tiny_run):
-    (tiny_run / "tiny" / "folds" / "02" / "predictions.tsv").unlink()
+    (tiny_run / "tiny" / "folds" / "demo-02" / "predictions.tsv").unlink()
     counts = job_counts(run_snakemake(tiny_run.parent, "-n", "--cores", "2"))
     assert counts == {"train_fold": 1, "aggregate_loso": 1, "summarize_experiments": 1, "all": 1}
     run_snakemake(tiny_run.parent, "--cores", "2")
-    assert (tiny_run / "tiny" / "folds" / "02" / "predictions.tsv").exists()
+    assert (tiny_run / "tiny" / "folds" / "demo-02" / "predictions.tsv").exists()
     assert "Nothing to be done" in "".join(run_snakemake(tiny_run.parent, "-n", "--cores", "2").stdout)
 
 
@@ -174,45 +174,33 @@ def test_fused_experiment_writes_what_one_fold_mode_writes(tiny_run):
     # final/: the target `final`, which tests/test_predict.py builds in this shared run for `tiny` alone
     files = {e: sorted(str(p.relative_to(tiny_run / e)) for p in (tiny_run / e).rglob("*") if p.is_file()
                        and not {"groups", "final"} & set(p.parts)) for e in ("tiny", "tiny_b")}
-    assert files["tiny"] == files["tiny_b"] and "folds/03/model.pt" in files["tiny"]
+    assert files["tiny"] == files["tiny_b"] and "folds/demo-03/model.pt" in files["tiny"]
     for s in ("01", "02", "03"):
-        info = json.loads((tiny_run / "tiny_b" / "folds" / s / "fold.json").read_text())
-        assert info["held_out"] == s and info["fold_group"]["group"] == ["01", "02", "03"]
+        info = json.loads((tiny_run / "tiny_b" / "folds" / f"demo-{s}" / "fold.json").read_text())
+        assert info["held_out"] == f"demo-{s}" and info["fold_group"]["group"] == ["demo-01", "demo-02", "demo-03"]
         assert info["fold_group"]["setting"] == "all" and info["fold_group"]["mode"] == "fused"
-        assert "fold_group" not in json.loads((tiny_run / "tiny" / "folds" / s / "fold.json").read_text())
+        assert "fold_group" not in json.loads((tiny_run / "tiny" / "folds" / f"demo-{s}" / "fold.json").read_text())
     logs = tiny_run / "logs" / "train_fold_group" / "tiny_b"
-    assert "fold 01: trained" in (logs / "01.log").read_text()  # the first fold's job trains the group
-    assert "fold 03: placed" in (logs / "03.log").read_text()
+    assert "fold demo-01: trained" in (logs / "demo-01.log").read_text()  # the first fold's job trains the group
+    assert "fold demo-03: placed" in (logs / "demo-03.log").read_text()
     assert "| SE-ResNeXt-50 | tiny_b |" in (tiny_run / "summary.md").read_text()
 
 
 def test_deleted_fused_fold_output_reruns_that_fold_alone_without_training(tiny_run):
-    fold = tiny_run / "tiny_b" / "folds" / "02"
+    fold = tiny_run / "tiny_b" / "folds" / "demo-02"
     before = pd.read_csv(fold / "predictions.tsv", sep="\t")
     (fold / "model.pt").unlink()
     counts = job_counts(run_snakemake(tiny_run.parent, "-n", "--cores", "2"))
     assert counts == {"train_fold_group": 1, "aggregate_loso": 1, "summarize_experiments": 1, "all": 1}
     run_snakemake(tiny_run.parent, "--cores", "2")
-    assert "fold 02: placed" in (tiny_run / "logs" / "train_fold_group" / "tiny_b" / "02.log").read_text()
+    assert "fold demo-02: placed" in (tiny_run / "logs" / "train_fold_group" / "tiny_b" / "demo-02.log").read_text()
     pd.testing.assert_frame_equal(before, pd.read_csv(fold / "predictions.tsv", sep="\t"))
     # the group's first fold: its job and, after it, the others' (they take its fold.json) re-place theirs
-    (tiny_run / "tiny_b" / "folds" / "01" / "metrics.csv").unlink()
+    (tiny_run / "tiny_b" / "folds" / "demo-01" / "metrics.csv").unlink()
     counts = job_counts(run_snakemake(tiny_run.parent, "-n", "--cores", "2"))
     assert counts == {"train_fold_group": 3, "aggregate_loso": 1, "summarize_experiments": 1, "all": 1}
     run_snakemake(tiny_run.parent, "--cores", "2")
     assert "Nothing to be done" in run_snakemake(tiny_run.parent, "-n", "--cores", "2").stdout
-
-
-def planned_jobs(proc):
-    """[(rule, wildcards)] of the jobs a dry run plans; wildcards as Snakemake prints them ('' for none)."""
-    jobs = []
-    for line in proc.stdout.splitlines():
-        rule = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line)
-        if rule:
-            jobs.append((rule.group(1), ""))
-        elif line.strip().startswith("wildcards:") and jobs:
-            jobs[-1] = (jobs[-1][0], line.split(":", 1)[1].strip())
-    return jobs
 
 
 @pytest.fixture(scope="module")
@@ -252,14 +240,15 @@ def test_changed_frames_of_one_subject_rerun_its_preprocessing_and_every_fold(co
         frame.write_bytes(original)
         os.utime(frame, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as it was: bytes and time
     preprocessing = {(rule, w) for rule, w in jobs if rule in ("detect_landmarks", "spot_apex", "crop_faces")}
-    assert preprocessing == {(rule, "subject=02") for rule in ("detect_landmarks", "spot_apex", "crop_faces")}
+    stages = ("detect_landmarks", "spot_apex", "crop_faces")
+    assert preprocessing == {(rule, "dataset=demo, subject=02") for rule in stages}
     counts = {rule: [r for r, _ in jobs].count(rule) for rule, _ in jobs}
     assert counts == {"detect_landmarks": 1, "spot_apex": 1, "crop_faces": 1, "train_fold": 3, "aggregate_loso": 1,
                       "summarize_experiments": 1, "report_preprocessing": 1, "all": 1}
     assert "Nothing to be done" in dry().stdout  # the original frame back: nothing to do again
     try:  # touched: its subject reruns (a frame counts by path, size and modification time, not by content)
         os.utime(frame, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5 * 10**9))
-        assert [w for r, w in planned_jobs(dry()) if r == "detect_landmarks"] == ["subject=02"]
+        assert [w for r, w in planned_jobs(dry()) if r == "detect_landmarks"] == ["dataset=demo, subject=02"]
     finally:
         os.utime(frame, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
@@ -296,7 +285,7 @@ def test_moved_run_has_nothing_to_do(copied_repo_run, tmp_path):
     proc = run_snakemake(moved / "work", "-n", "--cores", "2", repo=moved / "repo", env=env)
     assert "Nothing to be done" in proc.stdout, proc.stdout[-3000:]
     # and the moved copy still reruns what a changed module feeds
-    path = moved / "repo" / "src" / "mer" / "aggregate.py"
+    path = moved / "repo" / "src" / "mer" / "evaluate" / "aggregate.py"
     path.write_text(path.read_text() + "\n\nCHANGED = True\n")
     counts = job_counts(run_snakemake(moved / "work", "-n", "--cores", "2", repo=moved / "repo", env=env))
     assert counts == {"aggregate_loso": 1, "summarize_experiments": 1, "all": 1}

@@ -189,7 +189,7 @@ def bench_preprocess(sheet, work, threads=2):
     if not (data / "coding.csv").exists():
         make_demo(data, mirror=sheet, workers=threads)
     t_demo = time.perf_counter() - t0
-    cfg = {"demo": {"enabled": False}, "experiments": [], "results": str(work / "results"),
+    cfg = {"demo": {"enabled": False}, "experiments": [], "results": str(work / "results"), "dataset": "casme2",
            "data": {"root": str(data / "frames"), "sheet": str(data / "coding.csv")}}
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     snakefile = Path(__file__).resolve().parents[2] / "Snakefile"
@@ -201,9 +201,10 @@ def bench_preprocess(sheet, work, threads=2):
     wall = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime  # Snakemake and every job, s
-    samples = pd.read_csv(work / "results" / "samples.tsv", sep="\t", dtype={"subject": str})
+    samples_tsv = work / "results" / "samples" / "casme2.tsv"
+    samples = pd.read_csv(samples_tsv, sep="\t", dtype={"subject": str})
     frames = int((samples.offset - samples.onset + 1)[samples.included].sum())
-    errors = pd.read_csv(work / "results" / "preprocessing" / "apex_error.tsv", sep="\t")
+    errors = pd.read_csv(work / "results" / "preprocessing" / "casme2" / "apex_error.tsv", sep="\t")
     print(f"demo generation (mirror of {sheet}): {t_demo:.1f} s (0 if it already existed)")
     print(f"preprocessing: {len(samples)} clips, {frames} frames, {threads} cores")
     print(f"  wall time {wall:.1f} s, {frames / wall:.0f} frames/s (read_sheet + landmarks + apex + crops + report); "
@@ -211,7 +212,7 @@ def bench_preprocess(sheet, work, threads=2):
     print(stage_breakdown(work / "results" / "benchmarks", cpu).to_string(index=False))
     print(errors.to_string(index=False))
     subjects = sorted(samples[samples.included].subject.unique())
-    floor = preprocess_in_process(work / "results" / "samples.tsv", subjects, data / "frames", work / "floor", threads)
+    floor = preprocess_in_process(samples_tsv, subjects, data / "frames", work / "floor", threads)
     print(f"the same landmarks, apex and crops calls for every subject in {threads} processes, without Snakemake's "
           f"per-job start-up: {floor:.1f} s wall (the floor that per-subject jobs add their start-up to)")
 
@@ -249,7 +250,7 @@ def stage_breakdown(benchmarks, cpu_total):
 
     rows = []
     for folder in sorted(p for p in Path(benchmarks).iterdir()):
-        files = [folder] if folder.is_file() else sorted(folder.glob("*.tsv"))
+        files = [folder] if folder.is_file() else sorted(folder.rglob("*.tsv"))
         t = pd.concat([pd.read_csv(f, sep="\t") for f in files])
         rows.append({"stage": folder.name.removesuffix(".tsv"), "jobs": len(t), "wall s": t.s.sum(),
                      "wall s/job": t.s.mean(), "CPU s": t.cpu_time.sum()})

@@ -13,7 +13,12 @@ def main(argv=None):
     demo.add_argument("--subjects", type=int, default=6, help="number of subjects (default 6)")
     demo.add_argument("--clips", type=int, default=10, help="clips per subject (default 10)")
     demo.add_argument("--amplitude", type=float, default=None, help="peak AU motion in pixels; 0 = null data")
-    demo.add_argument("--mirror", default=None, help="reproduce this coding sheet's rows (xlsx or csv)")
+    demo.add_argument("--mirror", default=None,
+                      help="reproduce this coding sheet's rows (CASME II's or SAMM's, xlsx or csv), or the MEGC "
+                           "2019 composite list (composite_3class.csv: every dataset's clips in it, in OUT/NAME/)")
+    demo.add_argument("--layout", default=None, choices=["casme2", "samm", "smic_hs"],
+                      help="whose folders and sheet to imitate (default casme2; samm for a sheet named SAMM*; "
+                           "for the composite list all three)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--shuffle-labels", action="store_true",
                       help="shuffle emotions within each subject after rendering (a null dataset)")
@@ -77,12 +82,21 @@ def main(argv=None):
     if args.command == "predict":
         return run_predict(args)
     if args.command == "demo":
-        from mer.demo import make_demo
+        from pathlib import Path
 
-        sheet = make_demo(args.out, subjects=args.subjects, clips_per_subject=args.clips,
-                          amplitude=args.amplitude, mirror=args.mirror, seed=args.seed,
-                          shuffle_labels=args.shuffle_labels, workers=args.workers)
-        print(f"demo written: coding sheet {sheet}")
+        from mer.demo import LAYOUTS, is_composite, make_demo
+
+        composite = bool(args.mirror) and is_composite(args.mirror)
+        layouts = [args.layout] if args.layout else list(LAYOUTS) if composite else [
+            "samm" if args.mirror and Path(args.mirror).name.lower().startswith("samm") else "casme2"]
+        for layout in layouts:
+            out = Path(args.out) / layout if composite else Path(args.out)
+            sheet = make_demo(out, subjects=args.subjects, clips_per_subject=args.clips,
+                              amplitude=args.amplitude, mirror=args.mirror, seed=args.seed,
+                              shuffle_labels=args.shuffle_labels, workers=args.workers, layout=layout)
+            print(f"demo written ({layout}): frames {out / 'frames'}, "
+                  + ("clip list (no sheet: classes are folders) " if layout == "smic_hs" else "coding sheet ")
+                  + str(sheet))
     elif args.command == "bench-preprocess":
         from mer.bench import bench_preprocess
 

@@ -7,17 +7,22 @@ local motion (displacement field at landmark groups, Gaussian falloff) that rise
 peak at the true apex and falls back to 0 at offset, plus slight head jitter and sensor noise.
 
 Layout written (as CASME II's raw release): out/frames/sub01/EP02_01f/img46.jpg, and out/coding.csv
-with CASME II's header. The Apex column holds the true apex frame.
+with CASME II's header. The Apex column holds the true apex frame. The same faces in the layouts of the
+other composite datasets (`layout`): SAMM's (grey JPEGs 006/006_1_2/006_05562.jpg with absolute frame
+numbers, and a sheet with notes above SAMM's header) and SMIC-HS's (s1/micro/negative/s1_ne_01/image1.bmp,
+no sheet: the class is the folder; out/coding.csv then only records what was drawn).
 """
 
 import csv
 import functools
 import multiprocessing
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from mer.datasets.catalog import BUILTIN, MEGC2019
 from mer.datasets.sheet import APEX_MISSING, cell_text, int_cell, load_raw, normalise_subject
 from mer.io import atomic_path
 
@@ -25,6 +30,18 @@ FRAME_W, FRAME_H = 640, 480
 HEADER = ["Subject", "Filename", "", "OnsetFrame", "ApexFrame", "OffsetFrame", "", "Action Units",
           "Estimated Emotion"]
 CLASSES = ["happiness", "disgust", "repression", "surprise", "others"]
+# The datasets the demo can imitate: frame pattern (mer.datasets.catalog) and the emotions drawn. SAMM's and
+# SMIC's cover the composite's 3 classes (SAMM's 'other' is left out of it, as CASME II's 'others').
+LAYOUTS = {
+    "casme2": dict(classes=CLASSES),
+    "samm": dict(classes=["anger", "happiness", "surprise", "contempt", "other"]),
+    "smic_hs": dict(classes=MEGC2019),
+}
+SAMM_FIRST_FRAME = 4000  # SAMM's frame numbers are indices in a long recording: the generated ones start here
+SAMM_NOTES = 13  # lines of notes above SAMM's header (its sheet's header is on line 14)
+SAMM_HEADER = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
+               "Micro", "Action Units", "Estimated Emotion", "Objective Classes", "Notes"]
+SMIC_ABBREV = {"negative": "ne", "positive": "po", "surprise": "sur"}
 
 DEFAULT_AMPLITUDE = 5.0  # px in the 640x480 frame: peak AU displacement (about 2% of the face height)
 # Head jitter: smooth, mean-reverting global translation of the head, RMS px per axis (peak to peak about
@@ -72,6 +89,12 @@ EMOTION_AUS = {
     "others": [("7", 1.0), ("43", 1.0)],  # one or both, chosen per clip
     "sadness": [("1", 1.0), ("15", 1.0)],
     "fear": [("1", 1.0), ("2", 1.0), ("4", 0.6), ("20", 1.0)],
+    # SAMM's and SMIC's words: each composite class moves as CASME II's clips of that class do
+    "anger": [("4", 1.0), ("9", 0.8), ("10", 0.8)],
+    "contempt": [("14", 0.7), ("15", 1.0), ("17", 0.8)],
+    "other": [("7", 1.0), ("43", 1.0)],
+    "negative": [("4", 1.0), ("9", 0.8), ("10", 0.8)],
+    "positive": [("6", 0.4), ("12", 1.0)],
 }
 
 
@@ -262,8 +285,8 @@ def render_clip(job):
                                                       dtype=np.float32))
     pos, neg = np.clip(noise, 0, 255).astype(np.uint8), np.clip(-noise, 0, 255).astype(np.uint8)
     windows = rng.choice(NOISE_PAD * NOISE_PAD, size=len(frames), replace=len(frames) > NOISE_PAD**2)
-    folder = Path(job["out"]) / "frames" / f"sub{job['subject']}" / job["filename"]
-    folder.mkdir(parents=True, exist_ok=True)
+    pattern = BUILTIN[job["layout"]]["frame_pattern"]
+    gray = BUILTIN[job["layout"]].get("grayscale", False)
     for i, f in enumerate(frames):
         mxy = cv2.scaleAdd(field, -float(shift[i]), grid) if field is not None else grid
         mxy = cv2.add(mxy, (-float(jitter[i, 0]), -float(jitter[i, 1]), 0.0, 0.0))
@@ -273,33 +296,56 @@ def render_clip(job):
         oy, ox = divmod(int(windows[i]), NOISE_PAD)
         img = cv2.subtract(cv2.add(img, pos[oy:oy + FRAME_H, ox:ox + FRAME_W]),
                            neg[oy:oy + FRAME_H, ox:ox + FRAME_W])
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        path = Path(job["out"]) / "frames" / pattern.format(
+            subject=job["subject"], filename=job["filename"], frame=int(f), emotion=job["emotion"])
+        if i == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if gray:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        quality = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if path.suffix == ".jpg" else []  # SMIC's: .bmp
+        ok, buf = cv2.imencode(path.suffix, img, quality)
         if not ok:
-            raise RuntimeError(f"JPEG encoding failed for {folder}/img{f}.jpg")
-        (folder / f"img{f}.jpg").write_bytes(buf.tobytes())
+            raise RuntimeError(f"image encoding failed for {path}")
+        path.write_bytes(buf.tobytes())
     return len(frames)
 
 
 # ------------------------------------------------------------------------------------------------- sheet
 
 
-def _generated_rows(subjects, clips_per_subject, seed):
-    """Sheet rows (dicts) of a generated dataset: emotions cycle through CLASSES, shuffled per subject."""
-    rows = []
+def _generated_rows(subjects, clips_per_subject, seed, layout="casme2"):
+    """Sheet rows (dicts) of a generated dataset: emotions cycle through the layout's classes, shuffled per
+    subject; ids, names and frame numbers in the layout's style."""
+    rows, classes = [], LAYOUTS[layout]["classes"]
     for subj in range(1, subjects + 1):
         rng = _rng(seed, subj, 0)
-        emotions = [CLASSES[i % len(CLASSES)] for i in range(clips_per_subject)]
+        emotions = [classes[i % len(classes)] for i in range(clips_per_subject)]
         emotions = [emotions[i] for i in rng.permutation(clips_per_subject)]
         for k, emotion in enumerate(emotions):
             span = int(rng.integers(24, 41))  # frames, offset - onset + 1
             onset = int(rng.integers(1, 61))
             apex = onset + int(round(rng.uniform(0.35, 0.65) * (span - 1)))
             suffix = "f" if rng.random() < 0.4 else ""
-            rows.append({"subject_num": subj, "subject": f"{subj:02d}", "k": k,
-                         "filename": f"EP{k + 1:02d}_{int(rng.integers(1, 12)):02d}{suffix}",
-                         "onset": onset, "apex": apex, "offset": onset + span - 1, "apex_text": str(apex),
-                         "emotion": emotion, "au_text": None})
+            row = {"subject_num": subj, "subject": f"{subj:02d}", "k": k,
+                   "filename": f"EP{k + 1:02d}_{int(rng.integers(1, 12)):02d}{suffix}",
+                   "onset": onset, "apex": apex, "offset": onset + span - 1, "apex_text": str(apex),
+                   "emotion": emotion, "au_text": None}
+            rows.append(_in_layout(row, layout))
     return rows
+
+
+def _in_layout(row, layout):
+    """A generated CASME II-style row renamed as `layout` writes its clips (same faces, frames, motion)."""
+    subj, k = row["subject_num"], row["k"]
+    if layout == "samm":
+        shift = SAMM_FIRST_FRAME + 200 * k
+        row = {**row, "subject": f"{subj + 5:03d}", "onset": row["onset"] + shift, "apex": row["apex"] + shift,
+               "offset": row["offset"] + shift, "apex_text": str(row["apex"] + shift)}
+        row["filename"] = f"{row['subject']}_{k + 1}_{1 + k % 3}"
+    elif layout == "smic_hs":
+        row = {**row, "subject": str(subj), "filename": f"s{subj}_{SMIC_ABBREV[row['emotion']]}_{k + 1:02d}",
+               "apex_text": ""}
+    return row
 
 
 def _frame_number(value, what):
@@ -309,13 +355,14 @@ def _frame_number(value, what):
         raise ValueError(f"{what}: {cell_text(value)!r} is not a frame number") from None
 
 
-def _mirrored_rows(sheet):
-    """Sheet rows (dicts) copying a coding sheet: subjects, filenames, frames, emotions, AU text.
-    A missing apex ('/' or blank) is rendered mid-span and written as '/'."""
+def _mirrored_rows(sheet, layout="casme2"):
+    """Sheet rows (dicts) copying a coding sheet (CASME II's, or SAMM's for layout samm): subjects,
+    filenames, frames, emotions, AU text. A missing apex ('/' or blank) is rendered mid-span and written as '/'."""
     rows, count = [], {}
+    width = BUILTIN[layout]["subject_width"] or 2
     for i, r in load_raw(sheet).iterrows():
         where = f"{sheet} line {i}"  # load_raw indexes rows by sheet line
-        subject = normalise_subject(r.subject)
+        subject = normalise_subject(r.subject, width)
         onset = _frame_number(r.onset, f"{where} OnsetFrame")
         offset = _frame_number(r.offset, f"{where} OffsetFrame")
         if cell_text(r.apex) in ("", *APEX_MISSING):
@@ -323,14 +370,67 @@ def _mirrored_rows(sheet):
         else:
             apex = _frame_number(r.apex, f"{where} ApexFrame")
             apex_text = str(apex)
-        if not onset <= apex <= offset:
-            raise ValueError(f"{where}: need onset <= apex <= offset, got {onset}, {apex}, {offset}")
+        if offset < onset:
+            raise ValueError(f"{where}: need onset <= offset, got {onset}, {offset}")
+        # an annotated apex outside the clip (2 of SAMM's rows) is written as the sheet has it; the motion
+        # peaks at the nearest frame of the clip
+        apex = min(max(apex, onset), offset)
         subj = int(subject)
         k = count.get(subj, 0)  # the clip's index within its subject: picks its RNG
         count[subj] = k + 1
         rows.append({"subject_num": subj, "subject": subject, "k": k, "filename": cell_text(r.filename),
                      "onset": onset, "apex": apex, "offset": offset, "apex_text": apex_text,
-                     "emotion": cell_text(r.emotion), "au_text": cell_text(r.action_units)})
+                     "emotion": cell_text(r.emotion).lower() if layout == "samm" else cell_text(r.emotion),
+                     "au_text": cell_text(r.action_units)})
+    return rows
+
+
+COMPOSITE_EMOTIONS = {  # a composite class (0 negative, 1 positive, 2 surprise) as each dataset's sheet says it
+    "casme2": ["disgust", "happiness", "surprise"],
+    "samm": ["anger", "happiness", "surprise"],
+    "smic_hs": MEGC2019,
+}
+
+
+def is_composite(path):
+    """Whether `path` is the MEGC 2019 composite list (composite_3class.csv's columns)."""
+    if Path(path).suffix.lower() != ".csv":
+        return False
+    with open(path, newline="", errors="replace") as fh:
+        return fh.readline().strip().split(",")[:4] == ["dataset", "sub", "filename_o", "label"]
+
+
+def _composite_rows(path, layout, seed):
+    """Rows of the layout's dataset in the MEGC 2019 composite list (composite_3class.csv), named as its own
+    folders and sheet name them (mer.datasets.catalog.megc2019_name reads them back); frames drawn as a
+    generated demo's."""
+    import pandas as pd
+
+    listed = pd.read_csv(path, dtype=str)
+    mine = listed[listed.dataset == ("smic" if layout == "smic_hs" else layout)]
+    if mine.empty:
+        raise ValueError(f"{path}: no clip of dataset {layout} in the composite list")
+    rows, count = [], {}
+    for r in mine.itertuples():
+        number = int(r.sub.removeprefix("sub").removeprefix("s"))
+        k = count.get(number, 0)
+        count[number] = k + 1
+        rng = _rng(seed, number, 5, k)
+        span = int(rng.integers(24, 41))
+        onset = int(rng.integers(1, 61))
+        apex = onset + int(round(rng.uniform(0.35, 0.65) * (span - 1)))
+        emotion = COMPOSITE_EMOTIONS[layout][int(r.label)]
+        if layout == "casme2":
+            subject, filename = f"{number:02d}", r.filename_o
+        elif layout == "samm":
+            subject, filename = r.sub, r.filename_o
+            shift = SAMM_FIRST_FRAME + 200 * k
+            onset, apex = onset + shift, apex + shift
+        else:  # SMIC's folders: s1/.../s1_ne_01 for the list's s01_ne_01
+            subject, filename = str(number), re.sub(r"^s0*(\d+)_", r"s\1_", r.filename_o)
+        rows.append({"subject_num": number, "subject": subject, "k": k, "filename": filename, "onset": onset,
+                     "apex": apex, "offset": onset + span - 1, "apex_text": "" if layout == "smic_hs" else str(apex),
+                     "emotion": emotion, "au_text": None})
     return rows
 
 
@@ -345,10 +445,27 @@ def _shuffle_labels(rows, seed):
     return out
 
 
-def write_sheet(rows, path):
-    """The coding sheet with CASME II's header (two blank spacer columns); written atomically."""
+def write_sheet(rows, path, layout="casme2"):
+    """The coding sheet with CASME II's header (two blank spacer columns), or SAMM's (notes above it, its
+    columns, emotions capitalised), or for SMIC's layout the list of clips drawn (the workflow reads SMIC's
+    folders, not this); written atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
+        if layout == "samm":
+            w.writerow(["Generated SAMM-shaped demo (mer demo): no real data."] + [""] * (len(SAMM_HEADER) - 1))
+            for _ in range(SAMM_NOTES - 1):
+                w.writerow([""] * len(SAMM_HEADER))
+            w.writerow(SAMM_HEADER)
+            for r in rows:
+                w.writerow([r["subject"], r["filename"], 1, r["onset"], r["apex_text"], r["offset"],
+                            r["offset"] - r["onset"] + 1, "Micro - 1/2", r["au_text"], r["emotion"].capitalize(),
+                            "", ""])
+            return Path(path)
+        if layout == "smic_hs":
+            w.writerow(["Subject", "Filename", "OnsetF", "OffsetF", "Emotion"])
+            for r in rows:
+                w.writerow([r["subject"], r["filename"], r["onset"], r["offset"], r["emotion"]])
+            return Path(path)
         w.writerow(HEADER)
         for r in rows:
             w.writerow([r["subject"], r["filename"], "", r["onset"], r["apex_text"], r["offset"], "",
@@ -357,11 +474,13 @@ def write_sheet(rows, path):
 
 
 def make_demo(out, subjects=6, clips_per_subject=10, amplitude=None, mirror=None, seed=0,
-              shuffle_labels=False, workers=2):
+              shuffle_labels=False, workers=2, layout="casme2"):
     """Render the demo dataset into `out` and return the path of its coding sheet (out/coding.csv).
 
     amplitude: peak AU displacement in frame px (None: DEFAULT_AMPLITUDE; 0: no expression motion).
-    mirror: a coding sheet whose rows (subjects, filenames, frames, emotions, AU text) are reproduced.
+    mirror: a coding sheet whose rows (subjects, filenames, frames, emotions, AU text) are reproduced: CASME
+    II's or SAMM's (layout samm), or the MEGC 2019 composite list (the layout's dataset's clips in it).
+    layout: whose folders and sheet to imitate (LAYOUTS: casme2, samm, smic_hs).
     shuffle_labels: permute the written emotions within each subject (labels carry no signal).
     The output is byte-identical for the same arguments, whatever the number of workers.
     """
@@ -369,13 +488,20 @@ def make_demo(out, subjects=6, clips_per_subject=10, amplitude=None, mirror=None
     amplitude = DEFAULT_AMPLITUDE if amplitude is None else float(amplitude)
     if amplitude < 0:
         raise ValueError(f"amplitude must be >= 0 px, got {amplitude}")
-    rows = _mirrored_rows(mirror) if mirror else _generated_rows(subjects, clips_per_subject, seed)
+    if layout not in LAYOUTS:
+        raise ValueError(f"demo layout {layout!r}: known {sorted(LAYOUTS)}")
+    if mirror and is_composite(mirror):
+        rows = _composite_rows(mirror, layout, seed)
+    elif mirror:
+        rows = _mirrored_rows(mirror, layout)
+    else:
+        rows = _generated_rows(subjects, clips_per_subject, seed, layout)
     jobs = []
     for r in rows:
         plan = au_plan(r["emotion"].lower(), _rng(seed, r["subject_num"], 4, r["k"]))
         if r["au_text"] is None:
             r["au_text"] = au_text(plan)
-        jobs.append({**r, "plan": plan, "seed": seed, "amplitude": amplitude, "out": str(out)})
+        jobs.append({**r, "plan": plan, "seed": seed, "amplitude": amplitude, "out": str(out), "layout": layout})
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
@@ -393,4 +519,4 @@ def make_demo(out, subjects=6, clips_per_subject=10, amplitude=None, mirror=None
         cv2.setNumThreads(threads)
     if shuffle_labels:
         rows = _shuffle_labels(rows, seed)
-    return write_sheet(rows, out / "coding.csv")
+    return write_sheet(rows, out / "coding.csv", layout)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import min_version, validate
 
+from mer.datasets.catalog import DATASET_NAME, configured, fold_id, task_classes
 from mer.datasets.frames import fingerprint
 from mer.train.data import input_datasets
 from mer.train.groups import group_of, member_name
@@ -28,21 +29,24 @@ validate(config, "../schemas/config.schema.yaml")
 RES = config["results"]
 SRC = Path(workflow.basedir) / "src" / "mer"
 DEMO = config["demo"]["enabled"]
-if DEMO:
-    FRAMES_ROOT = f"{RES}/demo/frames"
-    SHEET = f"{RES}/demo/coding.csv"
-else:
-    FRAMES_ROOT, SHEET = config["data"]["root"], config["data"]["sheet"]
-    for key, path in (("data.root", FRAMES_ROOT), ("data.sheet", SHEET)):
-        if not path or not Path(path).exists():
-            raise ValueError(
-                f"config key {key} = {path!r} does not exist; point it at your CASME II copy "
-                "or set demo.enabled: true"
-            )
+# name -> dataset entry (mer.datasets.catalog): config `datasets`, or the one of `data`, or the demo's
+DATASETS = configured(config, f"{RES}/demo" if DEMO else None)
+if not DEMO:
+    for name, entry in DATASETS.items():
+        for key in ("root", "sheet"):
+            path = entry[key]
+            if path is not None and (not path or not Path(path).exists()):
+                where = f"datasets.{name}.{key}" if config["datasets"] else f"data.{key}"
+                raise ValueError(
+                    f"config key {where} = {path!r} does not exist; point it at your copy of "
+                    f"{name} or set demo.enabled: true"
+                )
 
 
 wildcard_constraints:
-    subject=r"\d+",
+    dataset=DATASET_NAME.pattern,
+    subject=r"[A-Za-z0-9.]+",  # as the dataset writes it: '01', '006', 'spNO.1'
+    fold=DATASET_NAME.pattern + r"-[A-Za-z0-9.]+",  # a held-out subject: DATASET-SUBJECT (fold_id)
     experiment=r"[^/]+(?:/seed-?\d+)?",  # an experiment, or one seed's run of it (RUNS)
 
 
@@ -54,14 +58,14 @@ def code(*modules):
     return [os.path.relpath(SRC / f"{m.replace('.', '/')}.py") for m in modules]
 
 
-def samples():
-    """samples.tsv once the read_sheet checkpoint has run."""
-    path = checkpoints.read_sheet.get().output.samples
-    return pd.read_csv(path, sep="\t", dtype={"subject": str})
+def samples(dataset):
+    """A dataset's samples table once its read_sheet checkpoint has run."""
+    path = checkpoints.read_sheet.get(dataset=dataset).output.samples
+    return pd.read_csv(path, sep="\t", dtype={"subject": str, "filename": str})
 
 
-def subjects():
-    s = samples()
+def subjects(dataset):
+    s = samples(dataset)
     return sorted(s[s.included].subject.unique())
 
 
@@ -74,26 +78,49 @@ def subject_frames(wildcards):
     """
     if DEMO:
         return "demo"
-    return _frames_fingerprint(wildcards.subject)
+    return _frames_fingerprint(wildcards.dataset, wildcards.subject)
 
 
 @functools.cache  # once per subject and run: two rules ask, some more than once
-def _frames_fingerprint(subject):
-    s = samples()
+def _frames_fingerprint(dataset, subject):
+    s = samples(dataset)
     clips = s[(s.subject == subject) & s.included]
     return fingerprint(
-        FRAMES_ROOT,
-        config["data"]["frame_pattern"],
+        DATASETS[dataset]["root"],
+        DATASETS[dataset]["frame_pattern"],
         [
-            (r.subject, r.filename, int(r.onset), int(r.offset))
+            (r.subject, r.filename, int(r.onset), int(r.offset), str(r.emotion))
             for r in clips.itertuples()
         ],
     )
 
 
+def demo_frames(wildcards):
+    """The generated frames a demo dataset's read_sheet waits for (make_demo, make_demo_dataset)."""
+    if not DEMO:
+        return []
+    if config["demo"]["datasets"]:
+        return f"{RES}/demo/{wildcards.dataset}/frames"
+    return rules.make_demo.output.frames
+
+
+def dataset_key(key):
+    """A param: the dataset's entry value (a function, so no wildcard expansion in frame patterns)."""
+    return lambda wildcards: DATASETS[wildcards.dataset][key]
+
+
 def per_subject(pattern):
-    """An input function: `pattern` formatted for every included subject."""
-    return lambda wildcards: [pattern.format(subject=s) for s in subjects()]
+    """An input function: `pattern` formatted for every included subject of the job's dataset."""
+    return lambda wildcards: [
+        pattern.format(dataset=wildcards.dataset, subject=s)
+        for s in subjects(wildcards.dataset)
+    ]
+
+
+def montage_task(wildcards):
+    """The task whose classes a dataset's crop montage shows: config report.task, or the dataset's first."""
+    tasks = list(DATASETS[wildcards.dataset]["tasks"])
+    return config["report"]["task"] if config["report"]["task"] in tasks else tasks[0]
 
 
 def all_targets(wildcards):
@@ -103,15 +130,16 @@ def all_targets(wildcards):
     # every output of the report and aggregation jobs, not one of each: after a kill, Snakemake 9.27
     # remakes a job downstream of the read_sheet checkpoint only if an output asked for is missing
     # (it ignores those jobs' incomplete markers), and a killed job may have written some outputs
-    targets = list(rules.report_preprocessing.output)
-    for s in subjects():
-        targets += [
-            f"{RES}/landmarks/sub{s}.tsv",
-            f"{RES}/apex/sub{s}.tsv",
-            f"{RES}/crops/sub{s}.h5",
-        ]
-        if any(e["input"] == "flow" for e in EXPERIMENTS.values()):
-            targets.append(f"{RES}/flow/sub{s}.h5")
+    targets = []
+    for d in DATASETS:
+        targets += expand(rules.report_preprocessing.output, dataset=d)
+        flow = any(e["input"] == "flow" and d in e["datasets"] for e in EXPERIMENTS.values())
+        for s in subjects(d):
+            targets += [
+                f"{RES}/landmarks/{d}/sub{s}.tsv",
+                f"{RES}/apex/{d}/sub{s}.tsv",
+                f"{RES}/crops/{d}/sub{s}.h5",
+            ] + ([f"{RES}/flow/{d}/sub{s}.h5"] if flow else [])
     for run in RUNS:
         folds = f"{RES}/{run}/folds"
         for s in fold_subjects(run):
@@ -133,10 +161,11 @@ def all_targets(wildcards):
     return targets
 
 
-def make_experiments(cfg, schema_path):
+def make_experiments(cfg, schema_path, datasets):
     """name -> full experiment config: `train` defaults, then each listed experiment, then the grid.
     Each experiment's overrides are checked against the schema of `train` (no defaults filled there,
-    so an override is only what the user wrote)."""
+    so an override is only what the user wrote). `datasets` (DATASETS): an experiment's `datasets`
+    default to every one that defines its task, and its classes are that task's."""
     import itertools
 
     import jsonschema
@@ -167,11 +196,22 @@ def make_experiments(cfg, schema_path):
         name = "_".join(str(v) for v in values)
         out.setdefault(name, {**base, **e, "name": name})
     for name, e in out.items():
-        if e["task"] not in cfg["tasks"]:
+        having = [d for d, entry in datasets.items() if e["task"] in entry["tasks"]]
+        if not having:
             raise ValueError(
-                f"experiment {name}: task {e['task']!r} is not a key of `tasks` {list(cfg['tasks'])}"
+                f"experiment {name}: task {e['task']!r} is a task of no dataset; the tasks are "
+                f"{ {d: list(entry['tasks']) for d, entry in datasets.items()} }"
             )
-        e["classes"] = list(cfg["tasks"][e["task"]])
+        unknown = [d for d in e["datasets"] if d not in having]
+        if unknown:
+            raise ValueError(
+                f"experiment {name}: datasets {unknown} are not configured or lack task "
+                f"{e['task']!r}; those with it: {having}"
+            )
+        e["datasets"] = list(e["datasets"]) or having
+        e["classes"] = task_classes(
+            {d: datasets[d] for d in e["datasets"]}, e["task"]
+        )
         # stops on an input that the frame choice cannot give, naming the experiment
         input_datasets(e)
         # What a clip must go through to look like the training crops: saved in every model.pt, so that
@@ -199,7 +239,7 @@ def make_runs(experiments):
 
 
 EXPERIMENTS = make_experiments(
-    config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml", DATASETS
 )
 RUNS = make_runs(EXPERIMENTS)
 SEEDED = [name for name, e in EXPERIMENTS.items() if e.get("seeds")]
@@ -217,8 +257,12 @@ def experiment_of(run):
 
 
 def fold_subjects(run):
-    """Subjects with samples for the run's (or experiment's) task: one fold each (none for the others)."""
-    return task_subjects(samples(), EXPERIMENTS[experiment_of(run)]["task"])
+    """Held-out subjects (DATASET-SUBJECT, fold_id) of the run's (or experiment's) datasets with samples
+    for its task: one fold each (none for the others)."""
+    e = EXPERIMENTS[experiment_of(run)]
+    return [
+        fold_id(d, s) for d in e["datasets"] for s in task_subjects(samples(d), e["task"])
+    ]
 
 
 def alternatives(names):
@@ -236,9 +280,9 @@ def runs_re(fused):
 def training_caches(wildcards):
     """The per-subject caches a run's (or a final model's) training reads: flow caches for input flow,
     else the crop caches."""
-    kind = EXPERIMENTS[experiment_of(wildcards.experiment)]["input"]
-    folder = "flow" if kind == "flow" else "crops"
-    return [f"{RES}/{folder}/sub{s}.h5" for s in subjects()]
+    e = EXPERIMENTS[experiment_of(wildcards.experiment)]
+    folder = "flow" if e["input"] == "flow" else "crops"
+    return [f"{RES}/{folder}/{d}/sub{s}.h5" for d in e["datasets"] for s in subjects(d)]
 
 
 def members(run):
@@ -256,7 +300,7 @@ def group_members(wildcards):
 
 def member_of(wildcards):
     """This job's fold as a group member (see members)."""
-    return member_name(wildcards.subject, wildcards.experiment.partition("/")[2])
+    return member_name(wildcards.fold, wildcards.experiment.partition("/")[2])
 
 
 def member_dir(experiment, member):

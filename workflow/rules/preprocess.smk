@@ -1,41 +1,40 @@
+# One per dataset: its clips and labels (mer.datasets.catalog), each checked, into results/samples/DATASET.tsv.
+# Per dataset, so a changed SAMM sheet reruns nothing of CASME II.
 checkpoint read_sheet:
     input:
-        sheet=SHEET,
-        frames=rules.make_demo.output.frames if DEMO else [],
-        code=code("datasets.sheet", "datasets.frames"),
+        sheet=lambda wc: DATASETS[wc.dataset]["sheet"] or [],
+        frames=demo_frames,
+        code=code("datasets.catalog", "datasets.sheet", "datasets.frames"),
     output:
-        samples=f"{RES}/samples.tsv",
+        samples=f"{RES}/samples/{{dataset}}.tsv",
     log:
-        f"{RES}/logs/read_sheet.log",
+        f"{RES}/logs/read_sheet/{{dataset}}.log",
     benchmark:
-        f"{RES}/benchmarks/read_sheet.tsv"
+        f"{RES}/benchmarks/read_sheet/{{dataset}}.tsv"
     conda:
         "../envs/preprocess.yaml"
     threads: 2
     params:
-        root=lambda wc, input: input.frames if DEMO else FRAMES_ROOT,
-        data=lambda wc: config["data"],  # a function: no wildcard expansion in frame_pattern
-        tasks=config["tasks"],
-        emotions=config["emotions"],
+        entry=lambda wc: DATASETS[wc.dataset],  # a function: no wildcard expansion in frame_pattern
     script:
         "../scripts/read_sheet.py"
 
 
 rule detect_landmarks:
     input:
-        samples=f"{RES}/samples.tsv",
+        samples=f"{RES}/samples/{{dataset}}.tsv",
         code=code("preprocess.landmarks", "datasets.frames"),
     output:
-        f"{RES}/landmarks/sub{{subject}}.tsv",
+        f"{RES}/landmarks/{{dataset}}/sub{{subject}}.tsv",
     log:
-        f"{RES}/logs/detect_landmarks/sub{{subject}}.log",
+        f"{RES}/logs/detect_landmarks/{{dataset}}/sub{{subject}}.log",
     benchmark:
-        f"{RES}/benchmarks/detect_landmarks/sub{{subject}}.tsv"
+        f"{RES}/benchmarks/detect_landmarks/{{dataset}}/sub{{subject}}.tsv"
     conda:
         "../envs/preprocess.yaml"
     params:
-        root=FRAMES_ROOT,
-        pattern=lambda wc: config["data"]["frame_pattern"],  # a function: no wildcard expansion
+        root=dataset_key("root"),
+        pattern=dataset_key("frame_pattern"),
         landmarks=config["landmarks"],
         frames=subject_frames,
     script:
@@ -44,21 +43,21 @@ rule detect_landmarks:
 
 rule spot_apex:
     input:
-        samples=f"{RES}/samples.tsv",
-        landmarks=f"{RES}/landmarks/sub{{subject}}.tsv",
+        samples=f"{RES}/samples/{{dataset}}.tsv",
+        landmarks=f"{RES}/landmarks/{{dataset}}/sub{{subject}}.tsv",
         code=code("preprocess.apex", "datasets.frames", "preprocess.landmarks"),
     output:
-        apex=f"{RES}/apex/sub{{subject}}.tsv",
-        curves=f"{RES}/apex/sub{{subject}}_curves.tsv",
+        apex=f"{RES}/apex/{{dataset}}/sub{{subject}}.tsv",
+        curves=f"{RES}/apex/{{dataset}}/sub{{subject}}_curves.tsv",
     log:
-        f"{RES}/logs/spot_apex/sub{{subject}}.log",
+        f"{RES}/logs/spot_apex/{{dataset}}/sub{{subject}}.log",
     benchmark:
-        f"{RES}/benchmarks/spot_apex/sub{{subject}}.tsv"
+        f"{RES}/benchmarks/spot_apex/{{dataset}}/sub{{subject}}.tsv"
     conda:
         "../envs/preprocess.yaml"
     params:
-        root=FRAMES_ROOT,
-        pattern=lambda wc: config["data"]["frame_pattern"],  # a function: no wildcard expansion
+        root=dataset_key("root"),
+        pattern=dataset_key("frame_pattern"),
         apex=config["apex"],
         landmarks=config["landmarks"],  # the face check at the apex detects with the same upsampling
         frames=subject_frames,
@@ -68,21 +67,21 @@ rule spot_apex:
 
 rule crop_faces:
     input:
-        samples=f"{RES}/samples.tsv",
-        landmarks=f"{RES}/landmarks/sub{{subject}}.tsv",
-        apex=f"{RES}/apex/sub{{subject}}.tsv",
+        samples=f"{RES}/samples/{{dataset}}.tsv",
+        landmarks=f"{RES}/landmarks/{{dataset}}/sub{{subject}}.tsv",
+        apex=f"{RES}/apex/{{dataset}}/sub{{subject}}.tsv",
         code=code("preprocess.crops", "preprocess.align"),
     output:
-        f"{RES}/crops/sub{{subject}}.h5",
+        f"{RES}/crops/{{dataset}}/sub{{subject}}.h5",
     log:
-        f"{RES}/logs/crop_faces/sub{{subject}}.log",
+        f"{RES}/logs/crop_faces/{{dataset}}/sub{{subject}}.log",
     benchmark:
-        f"{RES}/benchmarks/crop_faces/sub{{subject}}.tsv"
+        f"{RES}/benchmarks/crop_faces/{{dataset}}/sub{{subject}}.tsv"
     conda:
         "../envs/preprocess.yaml"
     params:
-        root=FRAMES_ROOT,
-        pattern=lambda wc: config["data"]["frame_pattern"],  # a function: no wildcard expansion
+        root=dataset_key("root"),
+        pattern=dataset_key("frame_pattern"),
         crop=config["crop"],
     script:
         "../scripts/crop_faces.py"
@@ -92,14 +91,14 @@ rule crop_faces:
 # Its own file beside the crops: a changed `flow` setting reruns this and those experiments' training only.
 rule compute_flow:
     input:
-        crops=f"{RES}/crops/sub{{subject}}.h5",
+        crops=f"{RES}/crops/{{dataset}}/sub{{subject}}.h5",
         code=code("preprocess.flow"),
     output:
-        f"{RES}/flow/sub{{subject}}.h5",
+        f"{RES}/flow/{{dataset}}/sub{{subject}}.h5",
     log:
-        f"{RES}/logs/compute_flow/sub{{subject}}.log",
+        f"{RES}/logs/compute_flow/{{dataset}}/sub{{subject}}.log",
     benchmark:
-        f"{RES}/benchmarks/compute_flow/sub{{subject}}.tsv"
+        f"{RES}/benchmarks/compute_flow/{{dataset}}/sub{{subject}}.tsv"
     conda:
         "../envs/preprocess.yaml"
     params:
@@ -110,38 +109,38 @@ rule compute_flow:
 
 rule report_preprocessing:
     input:
-        samples=f"{RES}/samples.tsv",
-        landmarks=per_subject(f"{RES}/landmarks/sub{{subject}}.tsv"),
-        apex=per_subject(f"{RES}/apex/sub{{subject}}.tsv"),
-        curves=per_subject(f"{RES}/apex/sub{{subject}}_curves.tsv"),
-        crops=per_subject(f"{RES}/crops/sub{{subject}}.h5"),
+        samples=f"{RES}/samples/{{dataset}}.tsv",
+        landmarks=per_subject(f"{RES}/landmarks/{{dataset}}/sub{{subject}}.tsv"),
+        apex=per_subject(f"{RES}/apex/{{dataset}}/sub{{subject}}.tsv"),
+        curves=per_subject(f"{RES}/apex/{{dataset}}/sub{{subject}}_curves.tsv"),
+        crops=per_subject(f"{RES}/crops/{{dataset}}/sub{{subject}}.h5"),
         code=code("preprocess.report"),
     output:
-        report=f"{RES}/preprocessing/report.md",
-        errors=f"{RES}/preprocessing/apex_error.tsv",
-        excluded=f"{RES}/preprocessing/excluded.tsv",
+        report=f"{RES}/preprocessing/{{dataset}}/report.md",
+        errors=f"{RES}/preprocessing/{{dataset}}/apex_error.tsv",
+        excluded=f"{RES}/preprocessing/{{dataset}}/excluded.tsv",
         curves=report(
-            f"{RES}/preprocessing/apex_curves.png",
+            f"{RES}/preprocessing/{{dataset}}/apex_curves.png",
             caption="../report/apex_curves.rst",
             category="3. Preprocessing",
             subcategory="Apex and crops",
-            labels={"figure": "apex spotting: M_i curves"},
+            labels={"dataset": "{dataset}", "figure": "apex spotting: M_i curves"},
         ),
         montage=report(
-            f"{RES}/preprocessing/crops_montage.png",
+            f"{RES}/preprocessing/{{dataset}}/crops_montage.png",
             caption="../report/crops_montage.rst",
             category="3. Preprocessing",
             subcategory="Apex and crops",
-            labels={"figure": "aligned apex crops per class"},
+            labels={"dataset": "{dataset}", "figure": "aligned apex crops per class"},
         ),
     log:
-        f"{RES}/logs/report_preprocessing.log",
+        f"{RES}/logs/report_preprocessing/{{dataset}}.log",
     benchmark:
-        f"{RES}/benchmarks/report_preprocessing.tsv"
+        f"{RES}/benchmarks/report_preprocessing/{{dataset}}.tsv"
     conda:
         "../envs/preprocess.yaml"
     params:
-        task=config["report"]["task"],
+        task=montage_task,
         out=lambda wc, output: str(Path(output.report).parent),
     script:
         "../scripts/report_preprocessing.py"

@@ -11,13 +11,13 @@ rule train_fold:
             "metrics",
         ),
     output:
-        model=f"{RES}/{{experiment}}/folds/{{subject}}/model.pt",
-        metrics=f"{RES}/{{experiment}}/folds/{{subject}}/metrics.csv",
-        predictions=f"{RES}/{{experiment}}/folds/{{subject}}/predictions.tsv",
-        audit=f"{RES}/{{experiment}}/folds/{{subject}}/held_out_by_epoch.tsv",
-        info=f"{RES}/{{experiment}}/folds/{{subject}}/fold.json",
+        model=f"{RES}/{{experiment}}/folds/{{fold}}/model.pt",
+        metrics=f"{RES}/{{experiment}}/folds/{{fold}}/metrics.csv",
+        predictions=f"{RES}/{{experiment}}/folds/{{fold}}/predictions.tsv",
+        audit=f"{RES}/{{experiment}}/folds/{{fold}}/held_out_by_epoch.tsv",
+        info=f"{RES}/{{experiment}}/folds/{{fold}}/fold.json",
     log:
-        f"{RES}/logs/train_fold/{{experiment}}/{{subject}}.log",
+        f"{RES}/logs/train_fold/{{experiment}}/{{fold}}.log",
     wildcard_constraints:
         experiment=runs_re(fused=False),
     conda:
@@ -52,13 +52,13 @@ rule train_fold_group:
         ),
         first=group_first_fold,
     output:
-        model=f"{RES}/{{experiment}}/folds/{{subject}}/model.pt",
-        metrics=f"{RES}/{{experiment}}/folds/{{subject}}/metrics.csv",
-        predictions=f"{RES}/{{experiment}}/folds/{{subject}}/predictions.tsv",
-        audit=f"{RES}/{{experiment}}/folds/{{subject}}/held_out_by_epoch.tsv",
-        info=f"{RES}/{{experiment}}/folds/{{subject}}/fold.json",
+        model=f"{RES}/{{experiment}}/folds/{{fold}}/model.pt",
+        metrics=f"{RES}/{{experiment}}/folds/{{fold}}/metrics.csv",
+        predictions=f"{RES}/{{experiment}}/folds/{{fold}}/predictions.tsv",
+        audit=f"{RES}/{{experiment}}/folds/{{fold}}/held_out_by_epoch.tsv",
+        info=f"{RES}/{{experiment}}/folds/{{fold}}/fold.json",
     log:
-        f"{RES}/logs/train_fold_group/{{experiment}}/{{subject}}.log",
+        f"{RES}/logs/train_fold_group/{{experiment}}/{{fold}}.log",
     wildcard_constraints:
         experiment=runs_re(fused=True),
     conda:
@@ -215,7 +215,8 @@ rule summarize_experiments:
         "../envs/train.yaml"
     params:
         experiments=EXPERIMENTS,
-        dataset=config["dataset"],
+        dataset=" + ".join(DATASETS),  # the title: which data
         compare=config["report"]["compare"],
+        real=not DEMO,  # published numbers beside ours only on real data
     script:
         "../scripts/summarize_experiments.py"

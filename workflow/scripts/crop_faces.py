@@ -5,4 +5,4 @@ log_to(snakemake.log[0])
 p = snakemake.params.crop
 crop_subject(snakemake.input.samples, snakemake.input.landmarks, snakemake.input.apex,
              snakemake.wildcards.subject, snakemake.params.root, snakemake.params.pattern, snakemake.output[0],
-             size=p["size"], align=p["align"])
+             size=p["size"], align=p["align"], dataset=snakemake.wildcards.dataset)

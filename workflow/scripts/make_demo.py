@@ -5,4 +5,4 @@ log_to(snakemake.log[0])
 d = snakemake.params.demo
 make_demo(snakemake.params.out, subjects=d["subjects"], clips_per_subject=d["clips_per_subject"],
           amplitude=d["amplitude"], mirror=d["mirror"], seed=d["seed"], shuffle_labels=d["shuffle_labels"],
-          workers=snakemake.threads)
+          workers=snakemake.threads, layout=snakemake.wildcards.get("dataset", "casme2"))

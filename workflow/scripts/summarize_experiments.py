@@ -5,4 +5,4 @@ log_to(snakemake.log[0])
 exps = snakemake.params.experiments
 summarise({name: (path, exps[name]) for name, path in zip(exps, snakemake.input.metrics, strict=True)},
           snakemake.output.md, snakemake.output.tsv, snakemake.params.dataset, out_html=snakemake.output.html,
-          compare=snakemake.params.compare)
+          compare=snakemake.params.compare, real=snakemake.params.real)

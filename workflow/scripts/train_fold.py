@@ -7,5 +7,5 @@ out_dir = snakemake.output.model.rsplit("/", 1)[0]
 with acquire_slot(slot_dir(snakemake.params.lock_dir), snakemake.params.slots) as slot:
     device = device_for_slot(slot)
     print(f"GPU slot {slot} of {snakemake.params.slots} -> device {device}")
-    train_fold(snakemake.input.caches, snakemake.wildcards.subject, snakemake.params.experiment, out_dir,
+    train_fold(snakemake.input.caches, snakemake.wildcards.fold, snakemake.params.experiment, out_dir,
                device=device, threads=snakemake.threads)

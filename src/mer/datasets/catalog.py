@@ -15,7 +15,8 @@ An entry (BUILTIN below; a user adds one in config) says:
 - apex_required: tasks that leave out a clip without a usable annotated apex (missing, or equal to
   onset), as the MEGC 2019 composite does for CASME II;
 - clip_key: the columns that tell clips apart (CAS(ME)^3: subject, filename and onset);
-- grayscale: frames are grey (SAMM).
+- grayscale: frames are grey (SAMM);
+- root, sheet (a path: default the entry's sheet below root) and bad_rows: where a workflow's copy is.
 A sample's key is (dataset, subject, clip), so subject 01 of one dataset is never subject 01 of another.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mer.datasets.sheet import SheetError, normalise_subject, read_sheet, task_labels, unsafe_name
+from mer.datasets.sheet import SheetError, finish_samples, normalise_subject, read_sheet, task_labels, unsafe_name
 
 # The MEGC 2019 composite (CDE) classes, and each dataset's emotions in them (the shared README of
 # composite_3class.csv: CASME II's others, sadness and fear and SAMM's Other are left out).
@@ -65,14 +66,30 @@ BUILTIN = {
 }
 
 
+def fold_id(dataset, subject):
+    """A subject across datasets, as folds and predictions name it: 'casme2-01', 'samm-006', 'casme3_a-spNO.1'
+    (dataset names have no '-', so the first one splits it)."""
+    return f"{dataset}-{subject}"
+
+
+def split_fold(fold):
+    """(dataset, subject) of a fold_id; ('', fold) for an id without a dataset."""
+    dataset, sep, subject = fold.partition("-")
+    return (dataset, subject) if sep and DATASET_NAME.fullmatch(dataset) else ("", fold)
+
+
+DATASET_NAME = re.compile(r"[a-z][a-z0-9_]*")  # a dataset's name in config, paths and fold ids
+
+
 def entry(name, overrides=None):
     """A dataset entry: the built-in one of that name updated by `overrides` (a config's), or `overrides`
     alone for a dataset mer does not know."""
     if name not in BUILTIN and not overrides:
         raise KeyError(f"unknown dataset {name!r}: known {sorted(BUILTIN)}, or give its entry in config")
-    e = {"sheet": None, "layout": None, "subject_width": 2, "subject_regex": None, "columns": {},
-         "header_row": "auto", "emotions": [], "tasks": {}, "apex_required": [],
-         "clip_key": ["subject", "filename"], "grayscale": False}
+    e = {"root": "", "sheet": None, "layout": None, "frame_pattern": "sub{subject}/{filename}/img{frame}.jpg",
+         "subject_width": 2, "subject_regex": None, "columns": {}, "header_row": "auto", "emotions": [],
+         "tasks": {}, "apex_required": [], "clip_key": ["subject", "filename"], "grayscale": False,
+         "bad_rows": "exclude"}
     return {**e, **BUILTIN.get(name, {}), **(overrides or {}), "name": name}
 
 
@@ -101,6 +118,62 @@ def read_clips(name, root=None, sheet=None, overrides=None):
     clips.insert(0, "dataset", name)
     clips.insert(3, "clip", [f"{f}@{o}" if by_onset else f for f, o in zip(clips.filename, clips.onset, strict=True)])
     return clips
+
+
+def configured(cfg, demo=None):
+    """The workflow's datasets, name -> entry with `root` and `sheet` paths resolved (None: clips from
+    folders): config `datasets` (each a built-in name with overrides, or a whole new entry); with none
+    there, one dataset from `data` named by config `dataset` (its tasks and emotions config's).
+    demo: the generated demo's folder, used instead: one CASME II-shaped dataset 'demo' (frames/ and
+    coding.csv there), or with config demo.datasets each of those built-in datasets imitated in DEMO/NAME/."""
+    one = {"frame_pattern": cfg["data"]["frame_pattern"], "subject_width": cfg["data"]["subject_width"],
+           "bad_rows": cfg["data"]["bad_rows"], "tasks": cfg["tasks"], "emotions": cfg["emotions"],
+           "columns": {}, "header_row": "auto", "apex_required": [], "subject_regex": None}
+    if demo and cfg["demo"].get("datasets"):
+        return {n: entry(n, {"root": f"{demo}/{n}/frames",
+                             "sheet": f"{demo}/{n}/coding.csv" if BUILTIN[n]["sheet"] else None})
+                for n in cfg["demo"]["datasets"]}
+    if demo:
+        return {"demo": entry("demo", {**one, "root": f"{demo}/frames", "sheet": f"{demo}/coding.csv"})}
+    given = cfg.get("datasets") or {}
+    if not given:
+        return {cfg["dataset"]: entry(cfg["dataset"], {**one, "root": cfg["data"]["root"],
+                                                       "sheet": cfg["data"]["sheet"]})}
+    out = {}
+    for name, overrides in given.items():
+        if not DATASET_NAME.fullmatch(name):
+            raise ValueError(f"config datasets: name {name!r} must be lower case letters, digits and _")
+        if name not in BUILTIN and not {"frame_pattern", "tasks"} <= set(overrides):
+            raise ValueError(f"config datasets.{name}: not a built-in dataset ({sorted(BUILTIN)}), so its entry "
+                             "needs at least frame_pattern and tasks (and a sheet, or a layout)")
+        e = entry(name, overrides)
+        if not e["root"]:
+            raise ValueError(f"config datasets.{name}.root is empty: point it at the dataset's frames")
+        if e["sheet"] is not None and "sheet" not in overrides:
+            e["sheet"] = str(Path(e["root"]) / e["sheet"])  # the built-in sheet's name, below the root
+        out[name] = e
+    return out
+
+
+def task_classes(datasets, task):
+    """The classes of `task` over these entries, in the first one's order; ValueError if they disagree or
+    none has the task."""
+    having = {n: list(e["tasks"][task]) for n, e in datasets.items() if task in e["tasks"]}
+    if not having:
+        raise ValueError(f"task {task!r} is defined by none of the datasets {sorted(datasets)}")
+    first = next(iter(having.values()))
+    for n, classes in having.items():
+        if set(classes) != set(first):
+            raise ValueError(f"task {task!r}: dataset {n} has classes {classes}, another {first}")
+    return first
+
+
+def write_dataset_samples(name, e, out, threads=2):
+    """The read_sheet stage of one dataset: its clips (read_clips), every frame checked, the bad-row policy
+    applied, its samples TSV written (with columns dataset and clip)."""
+    clips = read_clips(name, e["root"], e["sheet"], e)
+    return finish_samples(clips, e["root"], e["frame_pattern"], out, tasks=e["tasks"], bad_rows=e["bad_rows"],
+                          threads=threads)
 
 
 def scan_layout(root, e):
@@ -132,7 +205,7 @@ def scan_layout(root, e):
         if frames != list(range(frames[0], frames[-1] + 1)):
             problems.append(f"frames {frames[0]}..{frames[-1]} have gaps ({len(frames)} files)")
         rows.append(dict(subject=subject, filename=filename, onset=frames[0], apex=None, offset=frames[-1],
-                         apex_missing=True, emotion=emotion.lower(), action_units="",
+                         apex_missing=True, emotion=emotion, action_units="",  # as the folder: in frame paths
                          **{f"label_{t}": lab for t, lab in task_labels(emotion.lower(), e["tasks"]).items()},
                          included=not problems,
                          reason="; ".join(f"{e['name']} {subject}/{emotion}/{filename}: {p}" for p in problems),

@@ -17,10 +17,11 @@ class FrameError(RuntimeError):
     """A frame is missing or corrupt; the message names the file."""
 
 
-def frame_path(root, pattern, subject, filename, frame):
-    """The frame's path below `root`. FrameError if it resolves outside the root: a sheet cell with `..`
+def frame_path(root, pattern, subject, filename, frame, emotion=""):
+    """The frame's path below `root` (`pattern`'s fields: subject, filename, frame and, for a dataset whose
+    class is a folder as SMIC's, emotion). FrameError if it resolves outside the root: a sheet cell with `..`
     (the sheet reader rejects those first) or a symlink inside the root pointing out of it."""
-    path = Path(root) / pattern.format(subject=subject, filename=filename, frame=frame)
+    path = Path(root) / pattern.format(subject=subject, filename=filename, frame=frame, emotion=emotion)
     real, real_root = os.path.realpath(path), _realpath(str(root))
     if os.path.commonpath([real, real_root]) != real_root:
         raise FrameError(f"frame path {path} resolves to {real}, outside the data root {real_root} "
@@ -92,12 +93,12 @@ def check_frame(path):
 
 def fingerprint(root, pattern, clips):
     """SHA-256 over the path below `root`, size and modification time (s) of every frame of `clips`
-    ((subject, filename, onset, offset) tuples); a missing frame counts as missing. Stands for the frames
-    in a job's params: a new or changed frame changes it, a moved data root does not."""
+    ((subject, filename, onset, offset[, emotion]) tuples); a missing frame counts as missing. Stands for the
+    frames in a job's params: a new or changed frame changes it, a moved data root does not."""
     h = hashlib.sha256()
-    for subject, filename, onset, offset in clips:
+    for subject, filename, onset, offset, *emotion in clips:
         for f in range(onset, offset + 1):
-            rel = pattern.format(subject=subject, filename=filename, frame=f)
+            rel = pattern.format(subject=subject, filename=filename, frame=f, emotion="".join(emotion))
             try:
                 st = os.stat(Path(root) / rel)
                 h.update(f"{rel}\t{st.st_size}\t{int(st.st_mtime)}\n".encode())
@@ -107,13 +108,13 @@ def fingerprint(root, pattern, clips):
 
 
 def check_clip_frames(clips, root, pattern, threads=2):
-    """For each (subject, filename, onset, offset): None, or the first problem among its frames."""
+    """For each (subject, filename, onset, offset[, emotion]): None, or the first problem among its frames."""
 
     def check(clip):
-        subject, filename, onset, offset = clip
+        subject, filename, onset, offset, *emotion = clip
         for f in range(onset, offset + 1):
             try:
-                problem = check_frame(frame_path(root, pattern, subject, filename, f))
+                problem = check_frame(frame_path(root, pattern, subject, filename, f, "".join(emotion)))
             except FrameError as e:
                 problem = str(e)
             if problem:
@@ -124,9 +125,9 @@ def check_clip_frames(clips, root, pattern, threads=2):
         return list(pool.map(check, clips))
 
 
-def read_clip(root, pattern, subject, filename, onset, offset, gray=True, threads=2, reduce=1):
+def read_clip(root, pattern, subject, filename, onset, offset, gray=True, threads=2, reduce=1, emotion=""):
     """All frames onset..offset as one array (T, H, W[, 3]); grey ones scaled down by `reduce`."""
-    paths = [frame_path(root, pattern, subject, filename, f) for f in range(onset, offset + 1)]
+    paths = [frame_path(root, pattern, subject, filename, f, emotion) for f in range(onset, offset + 1)]
     with ThreadPoolExecutor(max(1, threads)) as pool:
         return np.stack(list(pool.map(lambda p: read_frame(p, gray, reduce), paths)))
 

@@ -259,7 +259,7 @@ def check_frames(samples, root, pattern, threads=2):
     todo = samples.index[samples.included]
     results = check_clip_frames(
         [(samples.at[i, "subject"], samples.at[i, "filename"], int(samples.at[i, "onset"]),
-          int(samples.at[i, "offset"])) for i in todo],
+          int(samples.at[i, "offset"]), str(samples.at[i, "emotion"])) for i in todo],
         root, pattern, threads=threads,
     )
     for i, problem in zip(todo, results, strict=True):
@@ -280,17 +280,22 @@ def apply_policy(samples, policy):
 
 def write_samples(sheet, root, pattern, out, *, tasks, emotions=None, bad_rows="exclude",
                   subject_width=2, threads=2):
-    """The read_sheet stage: parse, check every frame, apply the policy, write samples.tsv."""
+    """The read_sheet stage of a CASME II-style sheet: parse, then finish_samples."""
+    samples = read_sheet(sheet, tasks=tasks, emotions=emotions, subject_width=subject_width)
+    return finish_samples(samples, root, pattern, out, tasks=tasks, bad_rows=bad_rows, threads=threads)
+
+
+def finish_samples(samples, root, pattern, out, *, tasks, bad_rows="exclude", threads=2):
+    """Check every frame of the parsed clips, apply the bad-row policy, write samples.tsv."""
     from mer.io import write_tsv
 
-    samples = read_sheet(sheet, tasks=tasks, emotions=emotions, subject_width=subject_width)
     samples = check_frames(samples, root, pattern, threads=threads)
     apply_policy(samples, bad_rows)  # raises before anything is written under 'fail'
     write_tsv(samples, out)
     for reason in samples.reason[~samples.included]:
         print(f"EXCLUDED: {reason}")
     inc = samples[samples.included]
-    counts = {t: int(inc[f"label_{t}"].ne("").sum()) for t in tasks}
+    counts = {t: int(inc[f"label_{t}"].fillna("").ne("").sum()) for t in tasks}
     print(f"{len(samples)} rows, {len(inc)} included, {inc.subject.nunique()} subjects; per task: {counts}")
     return samples
 

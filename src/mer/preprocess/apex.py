@@ -138,7 +138,8 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
             rows.append(row)
             continue
         try:
-            clip = read_clip(root, pattern, subject, r.filename, onset, offset, threads=threads, reduce=reduce)
+            clip = read_clip(root, pattern, subject, r.filename, onset, offset, threads=threads, reduce=reduce,
+                             emotion=r.emotion)
         except FrameError as e:
             row["reason"] = f"sub{subject} {r.filename}: {e}"
             rows.append(row)
@@ -155,7 +156,7 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
         row["apex_spotted"] = apex
         if len(lm) == 1 and max_face_shift is not None:
             try:
-                gray = read_frame(frame_path(root, pattern, subject, r.filename, apex))
+                gray = read_frame(frame_path(root, pattern, subject, r.filename, apex, r.emotion))
             except FrameError as e:
                 row["reason"] = f"sub{subject} {r.filename}: {e}"
                 rows.append(row)

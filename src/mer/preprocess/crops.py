@@ -21,8 +21,9 @@ KINDS = {"onset": "onset", "apex": "apex_spotted", "annotated": "apex_annotated"
 
 
 def crop_subject(samples_tsv, landmarks_tsv, apex_tsv, subject, root, pattern, out, *, size=224,
-                 align="eyes"):
-    """Align and crop the onset, apex, annotated-apex and mid frames of every spotted clip."""
+                 align="eyes", dataset=None):
+    """Align and crop the onset, apex, annotated-apex and mid frames of every spotted clip. `dataset` (the
+    workflow's dataset name) is written in the file's attributes: training names the subject by it."""
     samples = pd.read_csv(samples_tsv, sep="\t", dtype={"subject": str})
     marks = pd.read_csv(landmarks_tsv, sep="\t", dtype={"subject": str})
     apex = pd.read_csv(apex_tsv, sep="\t", dtype={"subject": str})
@@ -31,6 +32,8 @@ def crop_subject(samples_tsv, landmarks_tsv, apex_tsv, subject, root, pattern, o
     n = 0
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs.update({"subject": subject, "size": size, "align": align})
+        if dataset:
+            h5.attrs["dataset"] = dataset
         for r in apex.itertuples():
             lm = marks[marks.filename == r.filename]
             g = h5.create_group(r.filename)
@@ -39,7 +42,7 @@ def crop_subject(samples_tsv, landmarks_tsv, apex_tsv, subject, root, pattern, o
             g.attrs.update({c: "" if pd.isna(getattr(r, c)) else str(getattr(r, c)) for c in labels})
             for kind, col in KINDS.items():
                 f = int(getattr(r, col))
-                path = frame_path(root, pattern, subject, r.filename, f)
+                path = frame_path(root, pattern, subject, r.filename, f, r.emotion)
                 # Per-frame landmarks: use that frame's points; else the clip's one detection.
                 row = lm[lm.frame == f] if len(lm) > 1 else lm
                 data = path.read_bytes()  # read once: decoded and hashed

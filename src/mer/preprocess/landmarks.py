@@ -97,7 +97,7 @@ def landmark_row(row, found):
 
 
 def detect_clip(root, pattern, subject, filename, onset, offset, *, per_frame=False, retries=5,
-                model_file=None, upsample=0):
+                model_file=None, upsample=0, emotion=""):
     """Landmark rows for one clip. By default one row: the onset frame, or if no face is found there,
     the first of the next `retries` frames with one (CASME II faces barely move). With per_frame,
     one row per frame. A frame without a face gives a row with ok=False and the reason."""
@@ -107,7 +107,7 @@ def detect_clip(root, pattern, subject, filename, onset, offset, *, per_frame=Fa
         row = {"subject": subject, "filename": filename, "frame": f, "ok": False, "reason": ""}
         path = f"frame {f}"  # named in the reason if the path itself is refused
         try:
-            path = frame_path(root, pattern, subject, filename, f)
+            path = frame_path(root, pattern, subject, filename, f, emotion)
             found = detect(read_frame(path), model_file, upsample)
         except FrameError as e:
             found, row["reason"] = None, str(e)
@@ -132,7 +132,7 @@ def detect_subject(samples_tsv, subject, root, pattern, out, *, per_frame=False,
     rows = []
     for r in clips.itertuples():
         rows += detect_clip(root, pattern, subject, r.filename, int(r.onset), int(r.offset),
-                            per_frame=per_frame, model_file=model_file, upsample=upsample)
+                            per_frame=per_frame, model_file=model_file, upsample=upsample, emotion=r.emotion)
     table = pd.DataFrame(rows, columns=["subject", "filename", "frame", "ok", "reason", "left", "top",
                                         "right", "bottom", *POINT_COLUMNS])
     write_tsv(table, out)

@@ -11,6 +11,7 @@ import cv2
 import h5py
 import numpy as np
 
+from mer.datasets.catalog import fold_id, split_fold
 from mer.preprocess import flow
 
 # A fold's held-out predictions after every epoch, for the leakage audit alone (mer.evaluate.aggregate.leakage): never
@@ -26,16 +27,18 @@ def subject_key(subject):
 
 
 def subject_sort_key(subject):
-    """Order subjects numerically where they are numbers ('2' before '10')."""
+    """Order subjects by dataset, then numerically where they are numbers ('2' before '10';
+    'smic_hs-2' before 'smic_hs-10')."""
+    dataset, subject = split_fold(str(subject))
     k = subject_key(subject)
-    return (0, int(k), "") if k.isdigit() else (1, 0, k)
+    return (dataset, 0, int(k), "") if k.isdigit() else (dataset, 1, 0, k)
 
 
 @dataclass
 class Split:
     images: np.ndarray  # (N, S, S, C): uint8 RGB crops (C = 3, or 6 for a difference), float32 flow
     labels: np.ndarray  # int64 (N,), index into `classes`
-    subjects: list  # subject id per sample, as stored in the cache ('01')
+    subjects: list  # subject id per sample: the cache's, qualified by its dataset where it names one ('casme2-01')
     filenames: list  # clip name per sample ('EP02_01f')
 
     def __len__(self):
@@ -61,12 +64,20 @@ def _labelled_groups(h5, task):
             yield name, g, label
 
 
+def sample_subject(h5, g):
+    """A cached sample's subject: 'DATASET-SUBJECT' (fold_id) in a cache that names its dataset (the
+    workflow's), so that subject 01 of one dataset is never subject 01 of another; else as stored."""
+    dataset = h5.attrs.get("dataset")
+    subject = str(g.attrs["subject"])
+    return fold_id(dataset.decode() if isinstance(dataset, bytes) else dataset, subject) if dataset else subject
+
+
 def subjects_with_samples(cache_paths, task):
     """Subjects having at least one sample labelled for `task`: the LOSO folds (reads attributes only)."""
     subjects = []
     for path in cache_paths:
         with h5py.File(path, "r") as h5:
-            subjects += [str(g.attrs["subject"]) for _, g, _ in _labelled_groups(h5, task)]
+            subjects += [sample_subject(h5, g) for _, g, _ in _labelled_groups(h5, task)]
     return fold_subjects(subjects)
 
 
@@ -103,7 +114,7 @@ def load_samples(cache_paths, task, frame, classes, resize=None):
                     raise KeyError(f"{path}:/{name} has no {missing} (has {sorted(g)})")
                 images.append(np.concatenate([prepare(g[f][()], resize) for f in names], axis=-1))
                 labels.append(index[label])
-                subjects.append(str(g.attrs["subject"]))
+                subjects.append(sample_subject(h5, g))
                 filenames.append(str(g.attrs.get("filename", name)))
     if not images:
         raise ValueError(f"no samples labelled for task {task!r} in {len(cache_paths)} cache file(s)")
