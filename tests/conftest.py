@@ -42,9 +42,10 @@ def tiny_config(workdir, **overrides):
 
 
 def planned_jobs(proc):
-    """[(rule, wildcards)] of the jobs a dry run plans; wildcards as Snakemake prints them ('' for none)."""
+    """[(rule, wildcards)] of the jobs a dry run plans (a process, or its output text); wildcards as Snakemake
+    prints them ('' for none)."""
     jobs = []
-    for line in proc.stdout.splitlines():
+    for line in (proc if isinstance(proc, str) else proc.stdout).splitlines():
         rule = re.match(r"^(?:local)?(?:rule|checkpoint) (\w+):$", line)
         if rule:
             jobs.append((rule.group(1), ""))

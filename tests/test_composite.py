@@ -1,11 +1,10 @@
 """The MEGC 2019 composite protocol end to end on a tiny generated CASME II + SAMM + SMIC-HS (about a minute)."""
 
 import json
-import os
 
 import pandas as pd
 import pytest
-from conftest import job_counts, planned_jobs, run_snakemake, tiny_config
+from conftest import planned_jobs, run_snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
 DATASETS = ["casme2", "samm", "smic_hs"]
@@ -17,7 +16,8 @@ def composite_run(tmp_path_factory):
         tmp_path_factory.mktemp("composite"),
         demo={"enabled": True, "datasets": DATASETS, "subjects": 2, "clips_per_subject": 4, "seed": 1, "amplitude": 12},
         train={"size": 32, "epochs": 2, "batch_size": 4, "lr": 1e-3, "deterministic": True, "task": "megc2019"},
-        experiments=[{"name": "comp", "backbone": "resnet10t", "fold_group": "all"}],
+        experiments=[{"name": "comp", "backbone": "resnet10t", "fold_group": "all"},
+                     {"name": "cross", "backbone": "resnet10t", "datasets": ["casme2"], "test_datasets": ["samm"]}],
         report={"task": "megc2019"},
     )
     run_snakemake(work, "--cores", "2", "--resources", "gpu=1")
@@ -52,26 +52,46 @@ def test_composite_demo_end_to_end(composite_run):
     assert "(reported)" not in summary  # generated data: no published numbers beside it
 
 
+def test_cross_dataset_trains_on_one_and_tests_on_another(composite_run):
+    res = composite_run / "results" / "cross"
+    assert sorted(p.name for p in (res / "folds").iterdir()) == ["samm"]
+    info = json.loads((res / "folds" / "samm" / "fold.json").read_text())
+    assert info["held_out"] == "samm" and info["train_subjects"] == ["casme2-01", "casme2-02"]
+    predictions = pd.read_csv(res / "predictions.tsv", sep="\t")
+    assert predictions.subject.str.startswith("samm-").all()
+    samm = pd.read_csv(composite_run / "results" / "samples" / "samm.tsv", sep="\t")
+    assert len(predictions) == samm.label_megc2019.fillna("").ne("").sum()  # every SAMM clip of the task
+    m = json.loads((res / "metrics.json").read_text())
+    assert m["n_folds"] == 1 and m["experiment"]["test_datasets"] == ["samm"]
+    summary = (composite_run / "results" / "summary.md").read_text()
+    assert "| resnet10t | cross | frame | apex | focal | megc2019 | casme2 → samm |" in summary
+    assert "| resnet10t | comp | frame | apex | focal | megc2019 | casme2 + samm + smic_hs |" in summary
+
+
+def jobs_by_rule(proc):
+    """{rule: [wildcards]} of the jobs a run printed (a dry run's plan, or a real run's jobs)."""
+    by_rule = {}
+    for rule, wildcards in planned_jobs(proc.stdout + "\n" + proc.stderr):
+        by_rule.setdefault(rule, []).append(wildcards)
+    return by_rule
+
+
 def test_changed_sheet_of_one_dataset_reruns_only_its_preprocessing(composite_run):
+    """Last in this module: it relabels one SAMM clip for good."""
     sheet = composite_run / "results" / "demo" / "samm" / "coding.csv"
-    original, stat = sheet.read_bytes(), sheet.stat()
-    text = original.decode()
+    text = sheet.read_text()
     first_emotion = next(e for e in ("Anger", "Happiness", "Surprise") if f",{e}," in text)
     other = "Surprise" if first_emotion != "Surprise" else "Anger"
-    try:
-        sheet.write_text(text.replace(f",{first_emotion},", f",{other},", 1))  # one clip relabelled
-        jobs = planned_jobs(run_snakemake(composite_run, "-n", "--cores", "2"))
-    finally:
-        sheet.write_bytes(original)
-        os.utime(sheet, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    by_rule = {}
-    for rule, wildcards in jobs:
-        by_rule.setdefault(rule, []).append(wildcards)
-    assert by_rule["read_sheet"] == ["dataset=samm"]
+    sheet.write_text(text.replace(f",{first_emotion},", f",{other},", 1))  # one clip relabelled
+    # a dry run stops at the checkpoint: SAMM's read_sheet, and nothing of the other datasets
+    planned = jobs_by_rule(run_snakemake(composite_run, "-n", "--cores", "2"))
+    assert planned["read_sheet"] == ["dataset=samm"] and set(planned) <= {"read_sheet", "all"}, planned
+    # the run: SAMM's preprocessing, then every fold that trains or tests on SAMM's clips
+    ran = jobs_by_rule(run_snakemake(composite_run, "--cores", "2", "--resources", "gpu=1"))
+    assert ran["read_sheet"] == ["dataset=samm"] and "make_demo_dataset" not in ran
     for rule in ("detect_landmarks", "spot_apex", "crop_faces"):
-        assert sorted(by_rule[rule]) == ["dataset=samm, subject=006", "dataset=samm, subject=007"], (rule, jobs)
-    assert by_rule["report_preprocessing"] == ["dataset=samm"]
-    assert len(by_rule["train_fold_group"]) == 6  # the composite's folds all train on SAMM's clips
-    assert "make_demo_dataset" not in by_rule
+        assert sorted(ran[rule]) == ["dataset=samm, subject=006", "dataset=samm, subject=007"], (rule, ran)
+    assert ran["report_preprocessing"] == ["dataset=samm"]
+    assert len(ran["train_fold_group"]) == 6  # the composite's folds all train on SAMM's clips
+    assert ran["train_fold"] == ["experiment=cross, fold=samm"]  # and the cross-dataset one tests on them
     assert "Nothing to be done" in run_snakemake(composite_run, "-n", "--cores", "2").stdout
-    assert job_counts(run_snakemake(composite_run, "-n", "--cores", "2")) == {}

@@ -271,3 +271,14 @@ def test_samm_mirror_rows_are_the_sheets():
     # the two apexes outside their clips are written as the sheet has them, the motion peaks inside
     odd = rows[rows.filename.isin(["028_4_1", "032_3_1"])]
     assert odd.apex_text.tolist() == ["1143", "1930"] and odd.apex.between(odd.onset, odd.offset).all()
+
+
+def test_layout_fingerprint_stands_for_the_clip_list(tmp_path):
+    from mer.datasets.catalog import layout_fingerprint
+
+    layout = BUILTIN["smic_hs"]["layout"]
+    smic_folders(tmp_path, [(1, "negative", "s1_ne_01", 1, 5)])
+    before = layout_fingerprint(tmp_path, layout)
+    assert layout_fingerprint(tmp_path, layout) == before  # the same folders: the same value
+    smic_folders(tmp_path, [(2, "surprise", "s2_sur_01", 1, 3)])
+    assert layout_fingerprint(tmp_path, layout) != before  # a new clip reruns read_sheet

@@ -92,3 +92,40 @@ def test_face_lost_or_moved_after_the_onset_is_excluded_with_its_reason(tmp_path
     kept = spot_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", sub, root, DEFAULT_PATTERN,
                         tmp_path / "apex2.tsv", tmp_path / "curves2.tsv", eps=3, max_face_shift=None)
     assert kept.ok.all()
+
+
+def test_clips_sharing_a_filename_stay_apart(tmp_path, tiny_demo):
+    """CAS(ME)^3's way: two clips of one (subject, filename) at different onsets. Landmarks, apex, crops and
+    training keep them apart by their clip key filename@onset."""
+    from mer.datasets.catalog import entry, write_dataset_samples
+    from mer.train.data import load_samples
+
+    sheet = pd.read_csv(tiny_demo / "coding.csv", dtype=str, keep_default_na=False)
+    first = sheet.iloc[0]
+    onset, offset = int(first.OnsetFrame), int(first.OffsetFrame)
+    cut = (onset + offset) // 2
+    halves = pd.DataFrame([{**first, "OnsetFrame": onset, "ApexFrame": (onset + cut) // 2, "OffsetFrame": cut},
+                           {**first, "OnsetFrame": cut + 1, "ApexFrame": (cut + 1 + offset) // 2,
+                            "OffsetFrame": offset}])
+    halves.to_csv(tmp_path / "sheet.csv", index=False)
+    e = entry("twice", {"root": str(tiny_demo / "frames"), "sheet": str(tmp_path / "sheet.csv"),
+                        "frame_pattern": DEFAULT_PATTERN, "tasks": TASKS, "emotions": EMOTIONS,
+                        "clip_key": ["subject", "filename", "onset"]})
+    samples = write_dataset_samples("twice", e, tmp_path / "samples.tsv")
+    clips = [f"{first.Filename}@{onset}", f"{first.Filename}@{cut + 1}"]
+    assert samples.included.all() and samples["clip"].tolist() == clips
+
+    sub, root = first.Subject, tiny_demo / "frames"
+    marks = detect_subject(tmp_path / "samples.tsv", sub, root, DEFAULT_PATTERN, tmp_path / "lm.tsv")
+    assert marks["clip"].tolist() == clips and marks.frame.tolist() == [onset, cut + 1]
+    apex = spot_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", sub, root, DEFAULT_PATTERN,
+                        tmp_path / "apex.tsv", tmp_path / "curves.tsv", eps=3)
+    assert apex.ok.all() and apex["clip"].tolist() == clips
+    assert apex.apex_spotted[0] <= cut < apex.apex_spotted[1]  # each within its own half
+    assert crop_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", tmp_path / "apex.tsv", sub, root,
+                        DEFAULT_PATTERN, tmp_path / "crops.h5", size=32, dataset="twice") == 2
+    with h5py.File(tmp_path / "crops.h5") as h5:
+        assert sorted(h5) == sorted(clips) and h5.attrs["dataset"] == "twice"
+        assert [h5[c].attrs["frame_onset"] for c in clips] == [onset, cut + 1]
+    data = load_samples([tmp_path / "crops.h5"], "5class", "apex", list(TASKS["5class"]))
+    assert sorted(data.filenames) == sorted(clips) and set(data.subjects) == {f"twice-{sub}"}

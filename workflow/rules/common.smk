@@ -7,7 +7,13 @@ from pathlib import Path
 import pandas as pd
 from snakemake.utils import min_version, validate
 
-from mer.datasets.catalog import DATASET_NAME, configured, fold_id, task_classes
+from mer.datasets.catalog import (
+    DATASET_NAME,
+    configured,
+    fold_id,
+    layout_fingerprint,
+    task_classes,
+)
 from mer.datasets.frames import fingerprint
 from mer.train.data import input_datasets
 from mer.train.groups import group_of, member_name
@@ -36,7 +42,9 @@ if not DEMO:
         for key in ("root", "sheet"):
             path = entry[key]
             if path is not None and (not path or not Path(path).exists()):
-                where = f"datasets.{name}.{key}" if config["datasets"] else f"data.{key}"
+                where = (
+                    f"datasets.{name}.{key}" if config["datasets"] else f"data.{key}"
+                )
                 raise ValueError(
                     f"config key {where} = {path!r} does not exist; point it at your copy of "
                     f"{name} or set demo.enabled: true"
@@ -46,7 +54,7 @@ if not DEMO:
 wildcard_constraints:
     dataset=DATASET_NAME.pattern,
     subject=r"[A-Za-z0-9.]+",  # as the dataset writes it: '01', '006', 'spNO.1'
-    fold=DATASET_NAME.pattern + r"-[A-Za-z0-9.]+",  # a held-out subject: DATASET-SUBJECT (fold_id)
+    fold=DATASET_NAME.pattern + r"(?:-[A-Za-z0-9.]+)?",  # DATASET-SUBJECT (fold_id), or a test DATASET
     experiment=r"[^/]+(?:/seed-?\d+)?",  # an experiment, or one seed's run of it (RUNS)
 
 
@@ -104,6 +112,16 @@ def demo_frames(wildcards):
     return rules.make_demo.output.frames
 
 
+def layout_clips(wildcards):
+    """A param of a sheet-less dataset's read_sheet (SMIC-HS): its clip folders' fingerprint, standing in for
+    the sheet, so a new or removed clip reruns it. The demo's are tracked through make_demo_dataset.
+    """
+    entry = DATASETS[wildcards.dataset]
+    if DEMO or entry["sheet"] is not None:
+        return ""
+    return layout_fingerprint(entry["root"], entry["layout"])
+
+
 def dataset_key(key):
     """A param: the dataset's entry value (a function, so no wildcard expansion in frame patterns)."""
     return lambda wildcards: DATASETS[wildcards.dataset][key]
@@ -133,7 +151,10 @@ def all_targets(wildcards):
     targets = []
     for d in DATASETS:
         targets += expand(rules.report_preprocessing.output, dataset=d)
-        flow = any(e["input"] == "flow" and d in e["datasets"] for e in EXPERIMENTS.values())
+        flow = any(
+            e["input"] == "flow" and d in e["datasets"] + e["test_datasets"]
+            for e in EXPERIMENTS.values()
+        )
         for s in subjects(d):
             targets += [
                 f"{RES}/landmarks/{d}/sub{s}.tsv",
@@ -202,15 +223,21 @@ def make_experiments(cfg, schema_path, datasets):
                 f"experiment {name}: task {e['task']!r} is a task of no dataset; the tasks are "
                 f"{ {d: list(entry['tasks']) for d, entry in datasets.items()} }"
             )
-        unknown = [d for d in e["datasets"] if d not in having]
+        unknown = [d for d in e["datasets"] + e["test_datasets"] if d not in having]
         if unknown:
             raise ValueError(
                 f"experiment {name}: datasets {unknown} are not configured or lack task "
                 f"{e['task']!r}; those with it: {having}"
             )
-        e["datasets"] = list(e["datasets"]) or having
+        tests = list(e["test_datasets"])
+        e["datasets"] = list(e["datasets"]) or [d for d in having if d not in tests]
+        if set(tests) & set(e["datasets"]) or (tests and not e["datasets"]):
+            raise ValueError(
+                f"experiment {name}: test_datasets {tests} must be apart from the datasets "
+                f"it trains on, {e['datasets']}, and some dataset must train"
+            )
         e["classes"] = task_classes(
-            {d: datasets[d] for d in e["datasets"]}, e["task"]
+            {d: datasets[d] for d in e["datasets"] + tests}, e["task"]
         )
         # stops on an input that the frame choice cannot give, naming the experiment
         input_datasets(e)
@@ -258,10 +285,15 @@ def experiment_of(run):
 
 def fold_subjects(run):
     """Held-out subjects (DATASET-SUBJECT, fold_id) of the run's (or experiment's) datasets with samples
-    for its task: one fold each (none for the others)."""
+    for its task: one fold each (none for the others). Cross-dataset: the test datasets.
+    """
     e = EXPERIMENTS[experiment_of(run)]
+    if e["test_datasets"]:  # cross-dataset: one fold per test dataset, named by it
+        return list(e["test_datasets"])
     return [
-        fold_id(d, s) for d in e["datasets"] for s in task_subjects(samples(d), e["task"])
+        fold_id(d, s)
+        for d in e["datasets"]
+        for s in task_subjects(samples(d), e["task"])
     ]
 
 
@@ -282,7 +314,11 @@ def training_caches(wildcards):
     else the crop caches."""
     e = EXPERIMENTS[experiment_of(wildcards.experiment)]
     folder = "flow" if e["input"] == "flow" else "crops"
-    return [f"{RES}/{folder}/{d}/sub{s}.h5" for d in e["datasets"] for s in subjects(d)]
+    return [
+        f"{RES}/{folder}/{d}/sub{s}.h5"
+        for d in e["datasets"] + e["test_datasets"]
+        for s in subjects(d)
+    ]
 
 
 def members(run):

@@ -16,6 +16,7 @@ checkpoint read_sheet:
     threads: 2
     params:
         entry=lambda wc: DATASETS[wc.dataset],  # a function: no wildcard expansion in frame_pattern
+        clips=layout_clips,
     script:
         "../scripts/read_sheet.py"
 
@@ -124,14 +125,14 @@ rule report_preprocessing:
             caption="../report/apex_curves.rst",
             category="3. Preprocessing",
             subcategory="Apex and crops",
-            labels={"dataset": "{dataset}", "figure": "apex spotting: M_i curves"},
+            labels={"figure": "apex spotting: M_i curves", "dataset": "{dataset}"},
         ),
         montage=report(
             f"{RES}/preprocessing/{{dataset}}/crops_montage.png",
             caption="../report/crops_montage.rst",
             category="3. Preprocessing",
             subcategory="Apex and crops",
-            labels={"dataset": "{dataset}", "figure": "aligned apex crops per class"},
+            labels={"figure": "aligned apex crops per class", "dataset": "{dataset}"},
         ),
     log:
         f"{RES}/logs/report_preprocessing/{{dataset}}.log",

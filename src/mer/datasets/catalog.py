@@ -20,6 +20,7 @@ An entry (BUILTIN below; a user adds one in config) says:
 A sample's key is (dataset, subject, clip), so subject 01 of one dataset is never subject 01 of another.
 """
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -174,6 +175,14 @@ def write_dataset_samples(name, e, out, threads=2):
     clips = read_clips(name, e["root"], e["sheet"], e)
     return finish_samples(clips, e["root"], e["frame_pattern"], out, tasks=e["tasks"], bad_rows=e["bad_rows"],
                           threads=threads)
+
+
+def layout_fingerprint(root, layout):
+    """SHA-256 of the sorted frame paths (below `root`) that a sheet-less dataset's `layout` matches: its
+    clip list, standing in for a sheet (a new, removed or longer clip changes it)."""
+    root = Path(root)
+    paths = sorted(p.relative_to(root).as_posix() for p in root.glob(re.sub(r"\{[a-z]+(:[^}]*)?\}", "*", layout)))
+    return hashlib.sha256("\n".join(paths).encode()).hexdigest()
 
 
 def scan_layout(root, e):

@@ -13,6 +13,12 @@ import numpy as np
 DEFAULT_PATTERN = "sub{subject}/{filename}/img{frame}.jpg"
 
 
+def clip_of(row):
+    """A samples row's clip key (its `clip`: the filename, or filename@onset where clips share a filename,
+    as CAS(ME)^3's do); the filename for a table without that column."""
+    return getattr(row, "clip", None) or row.filename
+
+
 class FrameError(RuntimeError):
     """A frame is missing or corrupt; the message names the file."""
 

@@ -276,7 +276,8 @@ def _save(fig, path):
 
 # summary.md / summary.html: column -> heading, in table order
 SUMMARY_COLUMNS = {"method": "Method", "experiment": "Experiment", "input": "Input", "frame": "Frame", "loss": "Loss",
-                   "task": "Task", "size": "Size", "epochs": "Epochs", "seeds": "Seeds", "accuracy": "Accuracy",
+                   "task": "Task", "data": "Data", "size": "Size", "epochs": "Epochs", "seeds": "Seeds",
+                   "accuracy": "Accuracy",
                    "uf1": "UF1", "uf1_ci95": "UF1 95% CI",
                    "uar": "UAR", "uf1_fold_mean": "UF1, mean of folds",
                    "leakage_uf1": "Leakage: UF1 with test-set epoch selection", "n_folds": "Folds",
@@ -287,6 +288,14 @@ SCORES = list(SCORE_KEYS)
 # right-aligned in .md
 NUMERIC_COLUMNS = ("size", "epochs", "accuracy", "uf1", "uar", "uf1_fold_mean", "leakage_uf1", "n_folds",
                    "n_samples")
+
+
+def data_label(cfg):
+    """What an experiment trained and tested on: 'casme2 + samm + smic_hs' (leave one subject out over
+    them all) or 'casme2 → samm' (cross-dataset); blank for a config without datasets."""
+    train = " + ".join(cfg.get("datasets") or [])
+    tests = " + ".join(cfg.get("test_datasets") or [])
+    return f"{train} → {tests}" if tests else train
 
 
 def default_reported(dataset, tasks):
@@ -320,7 +329,8 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_h
         rows.append(dict(
             experiment=name, method=METHOD_NAMES.get(cfg.get("backbone"), cfg.get("backbone")),
             backbone=cfg.get("backbone"), input=cfg.get("input", "frame"), frame=cfg.get("frame"),
-            loss=cfg.get("loss"), task=cfg.get("task"), size=cfg.get("size"), epochs=cfg.get("epochs"),
+            loss=cfg.get("loss"), task=cfg.get("task"), data=data_label(cfg), size=cfg.get("size"),
+            epochs=cfg.get("epochs"),
             seeds=", ".join(str(x) for x in m.get("seeds", [cfg.get("seed", 0)])),
             accuracy=m["accuracy"], uf1=m["uf1"], uf1_ci95="{:.4f}–{:.4f}".format(*m["uf1_ci95"]), uar=m["uar"],
             uf1_fold_mean=m["uf1_fold_mean"], leakage_uf1=m.get("leakage", {}).get("uf1"),
@@ -338,7 +348,7 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_h
                          n_folds=None,
                          n_samples=None, **r, source="reported"))
         rows[-1]["method"] = f"{r.get('method', r.get('backbone'))} (reported)"
-    cols = ["experiment", "method", "backbone", "input", "frame", "loss", "task", "size", "epochs", "seeds",
+    cols = ["experiment", "method", "backbone", "input", "frame", "loss", "task", "data", "size", "epochs", "seeds",
             "accuracy", "uf1", "uf1_ci95", "uar", "uf1_fold_mean", "leakage_uf1", "accuracy_sd", "uf1_sd", "uar_sd",
             "uf1_fold_mean_sd", "leakage_uf1_sd", "n_folds", "n_samples", "source"]
     table = pd.DataFrame(rows, columns=cols)
@@ -371,6 +381,9 @@ def summarise(experiment_metrics, out_md, out_tsv, dataset, reported=None, out_h
               "CASME II going from UF1 0.704 to 0.869 that way). Our UF1 is the final epoch's, chosen by nobody. "
               "An experiment with several seeds shows mean ± standard deviation over its seeds, and the interval "
               "of its mean UF1 (every seed scored on the same resampled clips)."]
+    if table.data.fillna("").str.contains("→").any():
+        lines[-1] += (" A Data cell 'A → B' is a cross-dataset experiment: trained on every subject of A, tested on "
+                      "every subject of B (one fold per test dataset), not leave-one-subject-out.")
     if reported:
         lines[-1] += " Rows marked (reported) are published numbers, not rerun here."
         notes = [r["note"] for r in reported if r.get("note")]

@@ -12,7 +12,7 @@ up to about eps/2 frames after the true apex of a symmetric rise and fall.
 import numpy as np
 import pandas as pd
 
-from mer.datasets.frames import FrameError, frame_path, read_clip, read_frame
+from mer.datasets.frames import FrameError, clip_of, frame_path, read_clip, read_frame
 from mer.io import write_tsv
 from mer.preprocess.landmarks import detect_near, face_shift, to_array
 
@@ -129,9 +129,9 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
     rows, curves = [], []
     for r in clips.itertuples():
         onset, offset = int(r.onset), int(r.offset)
-        row = {"subject": subject, "filename": r.filename, "onset": onset, "offset": offset,
+        row = {"subject": subject, "filename": r.filename, "clip": clip_of(r), "onset": onset, "offset": offset,
                "apex_sheet": r.apex, "ok": False, "reason": ""}
-        lm = marks[(marks.filename == r.filename)]
+        lm = marks[marks["clip" if "clip" in marks else "filename"] == row["clip"]]
         if not len(lm) or not lm.ok.all():
             bad = lm[~lm.ok].reason.iloc[0] if len(lm) else "no landmark row"
             row["reason"] = f"sub{subject} {r.filename}: landmarks failed: {bad}"
@@ -151,7 +151,7 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
             boxes = [region_boxes(p, clip.shape[1:], region_scale) for p in pts]
         m = spot_curve(clip, boxes, eps=eps, use_offset=use_offset)
         apex = onset + spot_apex(m, eps)
-        curves += [{"subject": subject, "filename": r.filename, "frame": onset + k, "m": float(v)}
+        curves += [{"subject": subject, "filename": r.filename, "clip": row["clip"], "frame": onset + k, "m": float(v)}
                    for k, v in enumerate(m)]
         row["apex_spotted"] = apex
         if len(lm) == 1 and max_face_shift is not None:
@@ -177,12 +177,12 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
         if fallback:
             print(f"NOTE: sub{subject} {r.filename}: sheet apex missing; 'annotated' uses spotted apex {apex}")
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["subject", "filename", "onset", "offset", "apex_sheet",
+    table = pd.DataFrame(rows, columns=["subject", "filename", "clip", "onset", "offset", "apex_sheet",
                                         "apex_spotted", "apex_annotated", "annotated_fallback", "mid",
                                         "face_shift", "ok", "reason"])
     for col in ("apex_sheet", "apex_spotted", "apex_annotated", "mid"):
         table[col] = table[col].astype("Int64")
-    write_tsv(pd.DataFrame(curves, columns=["subject", "filename", "frame", "m"]), curves_out)
+    write_tsv(pd.DataFrame(curves, columns=["subject", "filename", "clip", "frame", "m"]), curves_out)
     write_tsv(table, out)
     print(f"sub{subject}: spotted {int(table.ok.sum())} of {len(table)} clips")
     return table

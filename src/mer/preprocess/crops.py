@@ -1,7 +1,8 @@
 """The HDF5 face-crop cache: one file per subject, one group per clip. Training reads only this.
 
-Group `/<filename>` attrs: subject, filename, emotion, label_<task>, onset, offset,
-frame_<kind>, sha1_<kind> (of the source JPEG's bytes). Datasets `<kind>`: uint8 (S, S, 3) RGB.
+Group `/<clip>` (the filename, or filename@onset for clips sharing one) attrs: subject, filename, clip, emotion,
+label_<task>, onset, offset, frame_<kind>, sha1_<kind> (of the source JPEG's bytes).
+Datasets `<kind>`: uint8 (S, S, 3) RGB.
 Kinds: onset, apex (spotted), annotated (sheet apex, spotted where missing), mid (non-apex ablation).
 """
 
@@ -12,7 +13,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from mer.datasets.frames import decode_frame, frame_path
+from mer.datasets.frames import clip_of, decode_frame, frame_path
 from mer.io import atomic_path
 from mer.preprocess.align import align_crop
 from mer.preprocess.landmarks import to_array
@@ -27,7 +28,8 @@ def crop_subject(samples_tsv, landmarks_tsv, apex_tsv, subject, root, pattern, o
     samples = pd.read_csv(samples_tsv, sep="\t", dtype={"subject": str})
     marks = pd.read_csv(landmarks_tsv, sep="\t", dtype={"subject": str})
     apex = pd.read_csv(apex_tsv, sep="\t", dtype={"subject": str})
-    apex = apex[apex.ok].merge(samples, on=["subject", "filename"], suffixes=("", "_sheet"))
+    key = ["subject", "clip"] if "clip" in samples and "clip" in apex else ["subject", "filename"]
+    apex = apex[apex.ok].merge(samples, on=key, suffixes=("", "_sheet"))
     labels = [c for c in samples.columns if c.startswith("label_")]
     n = 0
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
@@ -35,9 +37,10 @@ def crop_subject(samples_tsv, landmarks_tsv, apex_tsv, subject, root, pattern, o
         if dataset:
             h5.attrs["dataset"] = dataset
         for r in apex.itertuples():
-            lm = marks[marks.filename == r.filename]
-            g = h5.create_group(r.filename)
-            g.attrs.update({"subject": subject, "filename": r.filename, "emotion": r.emotion,
+            clip = clip_of(r)  # one group per clip: CAS(ME)^3's clips sharing a filename stay apart
+            lm = marks[marks["clip" if "clip" in marks else "filename"] == clip]
+            g = h5.create_group(clip)
+            g.attrs.update({"subject": subject, "filename": r.filename, "clip": clip, "emotion": r.emotion,
                             "onset": int(r.onset), "offset": int(r.offset)})
             g.attrs.update({c: "" if pd.isna(getattr(r, c)) else str(getattr(r, c)) for c in labels})
             for kind, col in KINDS.items():

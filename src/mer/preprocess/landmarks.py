@@ -6,7 +6,7 @@ import dlib
 import numpy as np
 import pandas as pd
 
-from mer.datasets.frames import FrameError, frame_path, read_frame
+from mer.datasets.frames import FrameError, clip_of, frame_path, read_frame
 from mer.io import write_tsv
 from mer.preprocess.dlibmodels import model_path
 
@@ -131,9 +131,10 @@ def detect_subject(samples_tsv, subject, root, pattern, out, *, per_frame=False,
     clips = samples[(samples.subject == subject) & samples.included]
     rows = []
     for r in clips.itertuples():
-        rows += detect_clip(root, pattern, subject, r.filename, int(r.onset), int(r.offset),
-                            per_frame=per_frame, model_file=model_file, upsample=upsample, emotion=r.emotion)
-    table = pd.DataFrame(rows, columns=["subject", "filename", "frame", "ok", "reason", "left", "top",
+        rows += [{**row, "clip": clip_of(r)} for row in detect_clip(
+            root, pattern, subject, r.filename, int(r.onset), int(r.offset), per_frame=per_frame,
+            model_file=model_file, upsample=upsample, emotion=r.emotion)]
+    table = pd.DataFrame(rows, columns=["subject", "filename", "clip", "frame", "ok", "reason", "left", "top",
                                         "right", "bottom", *POINT_COLUMNS])
     write_tsv(table, out)
     failed = table[~table.ok]

@@ -42,7 +42,8 @@ def plot_curves(curves, apex, out, n=6):
     ok = apex[apex.ok].head(n)
     fig, axes = plt.subplots(len(ok), 1, figsize=(7, 1.8 * max(1, len(ok))), squeeze=False)
     for ax, r in zip(axes[:, 0], ok.itertuples(), strict=False):
-        c = curves[(curves.subject == r.subject) & (curves.filename == r.filename)]
+        key = "clip" if "clip" in curves and "clip" in apex else "filename"
+        c = curves[(curves.subject == r.subject) & (curves[key] == getattr(r, key))]
         ax.plot(c.frame, c.m, lw=1.2, color="k")
         ax.axvline(r.apex_spotted, color="tab:red", ls="-", label="spotted apex")
         if not pd.isna(r.apex_sheet):

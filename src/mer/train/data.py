@@ -39,7 +39,7 @@ class Split:
     images: np.ndarray  # (N, S, S, C): uint8 RGB crops (C = 3, or 6 for a difference), float32 flow
     labels: np.ndarray  # int64 (N,), index into `classes`
     subjects: list  # subject id per sample: the cache's, qualified by its dataset where it names one ('casme2-01')
-    filenames: list  # clip name per sample ('EP02_01f')
+    filenames: list  # clip name per sample ('EP02_01f'; CAS(ME)^3's clips sharing a filename: 'a@166')
 
     def __len__(self):
         return len(self.labels)
@@ -115,7 +115,7 @@ def load_samples(cache_paths, task, frame, classes, resize=None):
                 images.append(np.concatenate([prepare(g[f][()], resize) for f in names], axis=-1))
                 labels.append(index[label])
                 subjects.append(sample_subject(h5, g))
-                filenames.append(str(g.attrs.get("filename", name)))
+                filenames.append(str(g.attrs.get("clip", g.attrs.get("filename", name))))
     if not images:
         raise ValueError(f"no samples labelled for task {task!r} in {len(cache_paths)} cache file(s)")
     return Split(np.stack(images), np.asarray(labels, dtype=np.int64), subjects, filenames)

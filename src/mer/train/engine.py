@@ -34,6 +34,7 @@ import torchvision
 from tqdm import tqdm
 
 import mer
+from mer.datasets.catalog import split_fold
 from mer.io import atomic_path, write_csv, write_json, write_tsv
 from mer.train.augment import Inputs, draw_epoch, to_device
 from mer.train.data import (
@@ -95,17 +96,27 @@ MODEL_FORMAT = "mer-model/1"
 
 def plan_fold(data, held_out, c, out_dir):
     """The Fold of `held_out` over `data` (a Split of every sample of the task); held_out FINAL: every
-    sample trains (an empty test set)."""
+    sample trains (an empty test set). With c['test_datasets'] (cross-dataset), held_out is a dataset:
+    its samples are the test set and the samples of c['datasets'] train."""
     seed = fold_seed(c["seed"], held_out)
+    trains = np.ones(len(data.subjects), dtype=bool)
+    if c.get("test_datasets"):  # cross-dataset: train on `datasets`, test on the held-out dataset
+        dataset = np.array([split_fold(s)[0] for s in data.subjects])
+        trains = np.isin(dataset, list(c["datasets"]))
     if held_out == FINAL:
         is_test = np.zeros(len(data.subjects), dtype=bool)
+    elif c.get("test_datasets"):
+        is_test = dataset == held_out
+        if not is_test.any():
+            raise ValueError(f"test dataset {held_out!r} has no samples for task {c['task']!r}")
     else:
         is_test = held_out_mask(data, held_out, c["task"])
-    train = np.flatnonzero(~is_test)
+    train = np.flatnonzero(trains & ~is_test)
     train, val = _inner_val_split(train, [data.subjects[i] for i in train], float(c["inner_val"]), seed)
     if len(train) == 0:
         raise ValueError(f"no training samples left without subject {held_out!r}")
-    assert subject_key(held_out) not in {subject_key(data.subjects[i]) for i in train}, "held-out subject in train"
+    tested = {subject_key(data.subjects[i]) for i in np.flatnonzero(is_test)}
+    assert not tested & {subject_key(data.subjects[i]) for i in train}, "held-out subject in train"
     return Fold(str(held_out), seed, train, val, np.flatnonzero(is_test), Path(out_dir))
 
 
