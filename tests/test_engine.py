@@ -133,3 +133,9 @@ def test_rerun_is_bit_identical(cache, tmp_path):
     assert (tmp_path / "a" / "predictions.tsv").read_bytes() == (tmp_path / "b" / "predictions.tsv").read_bytes()
     assert json.loads((tmp_path / "a" / "fold.json").read_text())["reproducibility"].startswith("bit-identical")
     assert "not bit-identical on CUDA" in reproducibility("cuda", True)
+
+
+def test_fold_seed_is_the_subjects_whatever_its_dataset():
+    # folds name their dataset ('casme2-01'); the seed stays the subject's, so results did not move with the name
+    assert fold_seed(7, "casme2-01") == fold_seed(7, "01") == fold_seed(7, "sub01") == 7001
+    assert fold_seed(0, "samm") == fold_seed(0, "samm") != fold_seed(1, "samm")  # a cross-dataset fold: crc32

@@ -61,8 +61,9 @@ RUNTIME_KEYS = ("checkpoint_every", "fold_group", "cuda_graph")
 
 
 def fold_seed(seed, held_out):
-    """Seed of one experiment's fold: seed * 1000 + subject number (crc32 of the id if not a number)."""
-    key = subject_key(held_out)
+    """Seed of one experiment's fold: seed * 1000 + subject number (crc32 of the id if not a number). The
+    subject's own id: 'casme2-01' seeds as '01' did before folds carried their dataset."""
+    key = subject_key(split_fold(str(held_out))[1])
     return int(seed) * 1000 + (int(key) if key.isdigit() else zlib.crc32(key.encode()) % 1000)
 
 
