@@ -76,6 +76,15 @@ def test_unknown_experiment_in_report_compare_is_named(tmp_path):
         proc.stdout + proc.stderr)
 
 
+def test_experiment_on_a_dataset_not_configured_is_named(tmp_path):
+    work = tiny_config(tmp_path / "nods", experiments=[{"name": "x", "task": "megc2019"}])
+    proc = run_snakemake(work, "-n", check=False)
+    assert proc.returncode != 0 and "experiment x: task 'megc2019' is a task of no dataset" in proc.stdout + proc.stderr
+    work = tiny_config(tmp_path / "nods2", experiments=[{"name": "y", "datasets": ["samm"]}])
+    proc = run_snakemake(work, "-n", check=False)
+    assert proc.returncode != 0 and "experiment y: datasets ['samm'] are not configured" in proc.stdout + proc.stderr
+
+
 def test_missing_data_path_is_named(tmp_path):
     work = tiny_config(tmp_path / "nodata", demo={"enabled": False}, data={"root": "/nope", "sheet": "/nope.csv"})
     proc = run_snakemake(work, "-n", check=False)
