@@ -164,6 +164,9 @@ def test_casme2_entry_matches_the_workflow_defaults():
         assert e["frame_pattern"] == schema["properties"]["data"]["properties"]["frame_pattern"]["default"]
 
 
+MEGC = ["negative", "positive", "surprise"]
+
+
 def workflow_config(**changes):
     """A config as the workflow sees it after schema defaults (the keys mer.datasets.catalog.configured reads)."""
     cfg = {"dataset": "demo", "datasets": {}, "demo": {"enabled": True, "datasets": []},
@@ -191,6 +194,13 @@ def test_configured_datasets():
                                                  "smic_hs": {"root": "/m"}}))
     assert given["samm"]["sheet"] == "/s/SAMM_Micro_FACS_Codes_v2.xlsx" and given["casme2"]["sheet"] == "/x.csv"
     assert given["smic_hs"]["sheet"] is None and given["samm"]["frame_pattern"] == BUILTIN["samm"]["frame_pattern"]
+    # a dataset mer does not know, by config alone
+    mine = configured(workflow_config(datasets={"mmew": {
+        "root": "/m", "sheet": "/m/labels.csv", "frame_pattern": "{subject}/{filename}/{frame}.jpg",
+        "subject_width": None, "subject_regex": r"S\d{2}", "columns": {"emotion": "Estimated Emotion"},
+        "tasks": {"megc2019": {"negative": ["disgust"], "positive": ["happiness"], "surprise": ["surprise"]}}}}))
+    assert mine["mmew"]["sheet"] == "/m/labels.csv" and mine["mmew"]["columns"] == {"emotion": "Estimated Emotion"}
+    assert mine["mmew"]["header_row"] == "auto" and task_classes(mine, "megc2019") == MEGC
     with pytest.raises(ValueError, match="datasets.mmew: not a built-in dataset"):
         configured(workflow_config(datasets={"mmew": {"root": "/m", "sheet": "/m.xlsx"}}))
     with pytest.raises(ValueError, match="name 'SAMM-2' must be"):
