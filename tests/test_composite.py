@@ -77,7 +77,7 @@ def jobs_by_rule(proc):
 
 
 def test_changed_sheet_of_one_dataset_reruns_only_its_preprocessing(composite_run):
-    """Last in this module: it relabels one SAMM clip for good."""
+    """Last in this module: it relabels one SAMM clip for good (and leaves the folds to retrain)."""
     sheet = composite_run / "results" / "demo" / "samm" / "coding.csv"
     text = sheet.read_text()
     first_emotion = next(e for e in ("Anger", "Happiness", "Surprise") if f",{e}," in text)
@@ -86,12 +86,15 @@ def test_changed_sheet_of_one_dataset_reruns_only_its_preprocessing(composite_ru
     # a dry run stops at the checkpoint: SAMM's read_sheet, and nothing of the other datasets
     planned = jobs_by_rule(run_snakemake(composite_run, "-n", "--cores", "2"))
     assert planned["read_sheet"] == ["dataset=samm"] and set(planned) <= {"read_sheet", "all"}, planned
-    # the run: SAMM's preprocessing, then every fold that trains or tests on SAMM's clips
-    ran = jobs_by_rule(run_snakemake(composite_run, "--cores", "2", "--resources", "gpu=1"))
+    # every dataset's preprocessing asked for: SAMM's alone runs
+    reports = [f"results/preprocessing/{d}/report.md" for d in DATASETS]
+    ran = jobs_by_rule(run_snakemake(composite_run, "--cores", "2", *reports))
     assert ran["read_sheet"] == ["dataset=samm"] and "make_demo_dataset" not in ran
     for rule in ("detect_landmarks", "spot_apex", "crop_faces"):
         assert sorted(ran[rule]) == ["dataset=samm, subject=006", "dataset=samm, subject=007"], (rule, ran)
     assert ran["report_preprocessing"] == ["dataset=samm"]
-    assert len(ran["train_fold_group"]) == 6  # the composite's folds all train on SAMM's clips
-    assert ran["train_fold"] == ["experiment=cross, fold=samm"]  # and the cross-dataset one tests on them
-    assert "Nothing to be done" in run_snakemake(composite_run, "-n", "--cores", "2").stdout
+    # then the folds: every one that trains or tests on SAMM's clips, and no more preprocessing
+    planned = jobs_by_rule(run_snakemake(composite_run, "-n", "--cores", "2"))
+    assert len(planned["train_fold_group"]) == 6  # the composite's folds all train on SAMM's clips
+    assert planned["train_fold"] == ["experiment=cross, fold=samm"]  # and the cross-dataset one tests on them
+    assert set(planned) == {"train_fold_group", "train_fold", "aggregate_loso", "summarize_experiments", "all"}
