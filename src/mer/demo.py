@@ -322,23 +322,33 @@ def _generated_rows(subjects, clips_per_subject, seed, layout="casme2"):
         emotions = [classes[i % len(classes)] for i in range(clips_per_subject)]
         emotions = [emotions[i] for i in rng.permutation(clips_per_subject)]
         for k, emotion in enumerate(emotions):
-            span = int(rng.integers(24, 41))  # frames, offset - onset + 1
-            onset = int(rng.integers(1, 61))
-            apex = onset + int(round(rng.uniform(0.35, 0.65) * (span - 1)))
+            onset, apex, offset = _draw_span(rng)
             suffix = "f" if rng.random() < 0.4 else ""
             row = {"subject_num": subj, "subject": f"{subj:02d}", "k": k,
                    "filename": f"EP{k + 1:02d}_{int(rng.integers(1, 12)):02d}{suffix}",
-                   "onset": onset, "apex": apex, "offset": onset + span - 1, "apex_text": str(apex),
+                   "onset": onset, "apex": apex, "offset": offset, "apex_text": str(apex),
                    "emotion": emotion, "au_text": None}
             rows.append(_in_layout(row, layout))
     return rows
+
+
+def _draw_span(rng):
+    """A clip's (onset, apex, offset): 24..40 frames from frame 1..60, the apex 35..65% of the way."""
+    span = int(rng.integers(24, 41))  # frames, offset - onset + 1
+    onset = int(rng.integers(1, 61))
+    return onset, onset + int(round(rng.uniform(0.35, 0.65) * (span - 1))), onset + span - 1
+
+
+def _samm_shift(k):
+    """Frames added to a generated clip's numbers in SAMM's layout: indices in a long recording."""
+    return SAMM_FIRST_FRAME + 200 * k
 
 
 def _in_layout(row, layout):
     """A generated CASME II-style row renamed as `layout` writes its clips (same faces, frames, motion)."""
     subj, k = row["subject_num"], row["k"]
     if layout == "samm":
-        shift = SAMM_FIRST_FRAME + 200 * k
+        shift = _samm_shift(k)
         row = {**row, "subject": f"{subj + 5:03d}", "onset": row["onset"] + shift, "apex": row["apex"] + shift,
                "offset": row["offset"] + shift, "apex_text": str(row["apex"] + shift)}
         row["filename"] = f"{row['subject']}_{k + 1}_{1 + k % 3}"
@@ -415,21 +425,17 @@ def _composite_rows(path, layout, seed):
         number = int(r.sub.removeprefix("sub").removeprefix("s"))
         k = count.get(number, 0)
         count[number] = k + 1
-        rng = _rng(seed, number, 5, k)
-        span = int(rng.integers(24, 41))
-        onset = int(rng.integers(1, 61))
-        apex = onset + int(round(rng.uniform(0.35, 0.65) * (span - 1)))
+        onset, apex, offset = _draw_span(_rng(seed, number, 5, k))
         emotion = COMPOSITE_EMOTIONS[layout][int(r.label)]
         if layout == "casme2":
             subject, filename = f"{number:02d}", r.filename_o
         elif layout == "samm":
             subject, filename = r.sub, r.filename_o
-            shift = SAMM_FIRST_FRAME + 200 * k
-            onset, apex = onset + shift, apex + shift
+            onset, apex, offset = (f + _samm_shift(k) for f in (onset, apex, offset))
         else:  # SMIC's folders: s1/.../s1_ne_01 for the list's s01_ne_01
             subject, filename = str(number), re.sub(r"^s0*(\d+)_", r"s\1_", r.filename_o)
         rows.append({"subject_num": number, "subject": subject, "k": k, "filename": filename, "onset": onset,
-                     "apex": apex, "offset": onset + span - 1, "apex_text": "" if layout == "smic_hs" else str(apex),
+                     "apex": apex, "offset": offset, "apex_text": "" if layout == "smic_hs" else str(apex),
                      "emotion": emotion, "au_text": None})
     return rows
 

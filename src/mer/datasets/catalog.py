@@ -44,6 +44,7 @@ _CASME2 = dict(frame_pattern="sub{subject}/{filename}/img{frame}.jpg", subject_w
 _SAMM_THREE = {"negative": ["anger", "contempt", "disgust", "fear", "sadness"], "positive": ["happiness"],
                "surprise": ["surprise"]}
 _THREE = {"negative": ["negative"], "positive": ["positive"], "surprise": ["surprise"]}
+_SMIC_LAYOUT = "s{subject}/micro/{emotion}/{filename}/image{frame}.bmp"  # its clip list and its frame paths
 
 BUILTIN = {
     "casme2": dict(_CASME2, sheet="CASME2-coding-20140508.xlsx"),
@@ -54,8 +55,7 @@ BUILTIN = {
         emotions=["anger", "contempt", "disgust", "fear", "happiness", "other", "sadness", "surprise"],
         tasks={"3class": _SAMM_THREE, "megc2019": _SAMM_THREE}),
     "smic_hs": dict(
-        sheet=None, layout="s{subject}/micro/{emotion}/{filename}/image{frame}.bmp",
-        frame_pattern="s{subject}/micro/{emotion}/{filename}/image{frame}.bmp", subject_width=None,
+        sheet=None, layout=_SMIC_LAYOUT, frame_pattern=_SMIC_LAYOUT, subject_width=None,
         subject_regex=r"\d+", emotions=MEGC2019, tasks={"3class": _THREE, "megc2019": _THREE}),
     "casme3_a": dict(
         sheet="casme3_partA_labels.csv", frame_pattern="{subject}/{filename}/color/{frame}.jpg",
@@ -177,11 +177,16 @@ def write_dataset_samples(name, e, out, threads=2):
                           threads=threads)
 
 
+def _layout_glob(layout):
+    """The glob of every frame a layout names: each {field} a *."""
+    return re.sub(r"\{[a-z]+(:[^}]*)?\}", "*", layout)
+
+
 def layout_fingerprint(root, layout):
     """SHA-256 of the sorted frame paths (below `root`) that a sheet-less dataset's `layout` matches: its
     clip list, standing in for a sheet (a new, removed or longer clip changes it)."""
     root = Path(root)
-    paths = sorted(p.relative_to(root).as_posix() for p in root.glob(re.sub(r"\{[a-z]+(:[^}]*)?\}", "*", layout)))
+    paths = sorted(p.relative_to(root).as_posix() for p in root.glob(_layout_glob(layout)))
     return hashlib.sha256("\n".join(paths).encode()).hexdigest()
 
 
@@ -189,12 +194,11 @@ def scan_layout(root, e):
     """The clips of a sheet-less dataset from its folders: `layout` with {subject}, {emotion}, {filename} and
     {frame}; a clip spans its first to last frame number, its class is its {emotion} folder, no apex."""
     root = Path(root)
-    glob = re.sub(r"\{[a-z]+(:[^}]*)?\}", "*", e["layout"])
     fields = re.escape(e["layout"])
     for f, rx in (("subject", r"[^/]+"), ("emotion", r"[^/]+"), ("filename", r"[^/]+"), ("frame", r"\d+")):
         fields = re.sub(r"\\\{" + f + r"(:[^}]*)?\\\}", lambda _, f=f, rx=rx: f"(?P<{f}>{rx})", fields)
     found = {}
-    for path in root.glob(glob):
+    for path in root.glob(_layout_glob(e["layout"])):
         m = re.fullmatch(fields, path.relative_to(root).as_posix())
         if m:
             found.setdefault((m["subject"], m["emotion"], m["filename"]), []).append(int(m["frame"]))

@@ -64,12 +64,12 @@ def _labelled_groups(h5, task):
             yield name, g, label
 
 
-def sample_subject(h5, g):
-    """A cached sample's subject: 'DATASET-SUBJECT' (fold_id) in a cache that names its dataset (the
+def subject_namer(h5):
+    """A cache's sample -> its subject: 'DATASET-SUBJECT' (fold_id) in a cache that names its dataset (the
     workflow's), so that subject 01 of one dataset is never subject 01 of another; else as stored."""
     dataset = h5.attrs.get("dataset")
-    subject = str(g.attrs["subject"])
-    return fold_id(dataset.decode() if isinstance(dataset, bytes) else dataset, subject) if dataset else subject
+    dataset = dataset.decode() if isinstance(dataset, bytes) else dataset
+    return (lambda g: fold_id(dataset, str(g.attrs["subject"]))) if dataset else (lambda g: str(g.attrs["subject"]))
 
 
 def subjects_with_samples(cache_paths, task):
@@ -77,7 +77,8 @@ def subjects_with_samples(cache_paths, task):
     subjects = []
     for path in cache_paths:
         with h5py.File(path, "r") as h5:
-            subjects += [sample_subject(h5, g) for _, g, _ in _labelled_groups(h5, task)]
+            name = subject_namer(h5)
+            subjects += [name(g) for _, g, _ in _labelled_groups(h5, task)]
     return fold_subjects(subjects)
 
 
@@ -106,6 +107,7 @@ def load_samples(cache_paths, task, frame, classes, resize=None):
     images, labels, subjects, filenames = [], [], [], []
     for path in cache_paths:
         with h5py.File(path, "r") as h5:
+            subject_of = subject_namer(h5)
             for name, g, label in _labelled_groups(h5, task):
                 if label not in index:
                     raise ValueError(f"{path}:/{name}: label {label!r} of task {task!r} not in {classes}")
@@ -114,7 +116,7 @@ def load_samples(cache_paths, task, frame, classes, resize=None):
                     raise KeyError(f"{path}:/{name} has no {missing} (has {sorted(g)})")
                 images.append(np.concatenate([prepare(g[f][()], resize) for f in names], axis=-1))
                 labels.append(index[label])
-                subjects.append(sample_subject(h5, g))
+                subjects.append(subject_of(g))
                 filenames.append(str(g.attrs.get("clip", g.attrs.get("filename", name))))
     if not images:
         raise ValueError(f"no samples labelled for task {task!r} in {len(cache_paths)} cache file(s)")
