@@ -10,7 +10,8 @@ from test_engine import config
 
 import mer.train.fused
 from mer.train.engine import train_fold
-from mer.train.groups import group_of, input_key, partition, run_member
+from mer.train.groups import cpu_group_size, group_of, input_key, partition, run_member
+from mer.train.models import build_model, count_params
 
 HELD = ["01", "02", "03"]
 
@@ -63,7 +64,32 @@ def test_first_fold_trains_the_group_and_the_others_are_placed(tmp_path, cache):
     assert run_member(cache, "02", HELD, cfg2, store, out["02"], input_key(cfg2, HELD, cache)) == "trained"
 
 
-def test_auto_on_cpu_trains_one_fold_after_another(tmp_path, cache):
+def test_auto_on_cpu_fuses_small_steps_within_memory():
+    small = config(fold_group="auto", size=64, batch_size=8)  # the demo's step: 32,768 px
+    assert cpu_group_size(6, small, available=64e9) == 6
+    # the paper's step (224 px, batch 2: 100,352 px) measured slower fused on the CPU
+    assert cpu_group_size(26, config(fold_group="auto", size=224, batch_size=2), available=64e9) == 1
+    # memory caps the chunk: a fold is estimated at 20 B a parameter + 8 kB a pixel of its step
+    per_fold = 20 * count_params(build_model(small["backbone"], 5)) + 8_000 * 64 * 64 * 8
+    assert cpu_group_size(6, small, available=2 * 2.5 * per_fold) == 2
+    assert cpu_group_size(6, small, available=per_fold) == 1
+
+
+def test_auto_on_cpu_fused_equals_a_fused_group(tmp_path, cache):
+    cfg = config(fold_group="auto", epochs=2)
+    key = input_key(cfg, HELD, cache)
+    run_member(cache, "02", HELD, cfg, tmp_path / "store", tmp_path / "fold02", key)
+    record = json.loads((tmp_path / "fold02" / "fold.json").read_text())["fold_group"]
+    assert record["setting"] == "auto" and record["size"] == 3 and record["mode"] == "fused"
+    cfg_all = {**cfg, "fold_group": "all"}
+    run_member(cache, "02", HELD, cfg_all, tmp_path / "all", tmp_path / "all02", input_key(cfg_all, HELD, cache))
+    a = torch.load(tmp_path / "all02" / "model.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "fold02" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_auto_on_cpu_trains_large_steps_one_fold_after_another(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr("mer.train.groups.CPU_FUSE_MAX_PIXELS", 0)  # as if this step were too large to fuse
     cfg = config(fold_group="auto", epochs=2)
     key = input_key(cfg, HELD, cache)
     run_member(cache, "02", HELD, cfg, tmp_path / "store", tmp_path / "fold02", key)

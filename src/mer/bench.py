@@ -192,6 +192,8 @@ def bench_preprocess(sheet, work, threads=2):
     cfg = {"demo": {"enabled": False}, "experiments": [], "results": str(work / "results"), "dataset": "casme2",
            "data": {"root": str(data / "frames"), "sheet": str(data / "coding.csv")}}
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    shutil.rmtree(work / "results", ignore_errors=True)  # no stale job benchmarks in the breakdown
+    shutil.rmtree(work / "floor", ignore_errors=True)
     snakefile = Path(__file__).resolve().parents[2] / "Snakefile"
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--directory", str(work),
            "--configfile", str(work / "config.yaml"), "--cores", str(threads), "--forceall", "--quiet"]

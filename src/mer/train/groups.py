@@ -10,8 +10,8 @@ deleting the store as well retrains the group.
 
 fold_group: 1 (train_fold, each fold alone), K >= 2 (groups of K consecutive folds), 'all' (one group),
 or 'auto': one group per experiment in the DAG, trained at run time in fused chunks sized to the free
-GPU memory (halved on an out-of-memory error), or on the CPU one fold after another in the group's
-process, which measured faster there than fusing (README, "What to expect").
+GPU memory (halved on an out-of-memory error), or on the CPU fused where that measured faster (small
+inputs: batch x size^2 up to CPU_FUSE_MAX_PIXELS) and else one fold after another in the group's process.
 """
 
 import contextlib
@@ -144,20 +144,56 @@ def train_group(cache_paths, members, cfg, store, key, device="cpu", threads=Non
     write_json(dict(key=key, members=members, setting=setting, size=size, complete=True), meta_path)
 
 
+# On the CPU a fused step pays while one fold's step is small. SE-ResNeXt-50, fused x6 against one fold at a
+# time (mer bench-train, 2 cores, 2026-11-28): 2.2x as fast at 64 px batch 2, 1.3x at 64 px batch 8, 1.6x at 96/2,
+# 1.15x at 96/8, 1.8x at 128/2; 0.92x at 128/8 and at 224/2 (the paper's), 0.4x at 224/8. resnet10t x18 at
+# 32/8: 1.7x. The line falls between 74 k and 100 k pixels a fold's step: batch x size^2.
+CPU_FUSE_MAX_PIXELS = 80_000
+# Host memory a fused fold takes on the CPU, an upper bound from peak RSS (SE-ResNeXt-50: 0.69 GB a fold at
+# 64 px batch 8 fused x6, 1.15 GB at 224/2 x3; resnet10t 0.11 GB at 32/8 x18): weights, gradients, Adam's
+# moments and copies, B a parameter, plus what the backward keeps, B an input pixel of the step.
+CPU_BYTES_PER_PARAM = 20
+CPU_BYTES_PER_PIXEL = 8_000
+
+
 def group_size(setting, n_members, cfg, device):
-    """Folds fused at once: all members for an integer or 'all'; for 'auto', what fits in the free GPU
-    memory on CUDA, and 1 (one fold after another) on the CPU, where fusing is faster at small inputs
-    only (SE-ResNeXt-50: 1.46x at 64 px, slower at 224 px; README, What to expect)."""
+    """Folds fused at once: all members for an integer or 'all'. For 'auto': on CUDA, what fits in the
+    free GPU memory (a one-step probe); on the CPU, where fusing is faster for small steps only, all members
+    (as many as fit in half the available memory) while batch x size^2 <= CPU_FUSE_MAX_PIXELS, else 1 (one
+    fold after another in the group's process). Deterministic on the CPU for a given machine's memory."""
     if setting != "auto":
         return n_members
-    if device.type != "cuda" or float(cfg.get("drop_rate", 0)) > 0:
+    if float(cfg.get("drop_rate", 0)) > 0:
         return 1
+    if device.type != "cuda":
+        return cpu_group_size(n_members, cfg)
     import torch
 
     from mer.train.fused import auto_group_size, probe_fold_bytes
 
     free, _ = torch.cuda.mem_get_info(device)
     return auto_group_size(n_members, free, probe_fold_bytes(cfg, device))
+
+
+def cpu_group_size(n_members, cfg, available=None):
+    """'auto' on the CPU: n_members fused (in chunks that fit in half of `available` bytes of host memory,
+    default what the OS reports) when a fold's step is small enough for fusing to pay, else 1."""
+    import psutil
+    import torch
+
+    from mer.train.engine import resolve
+    from mer.train.fused import auto_group_size
+    from mer.train.models import build_model, count_params
+
+    c = resolve(cfg)
+    pixels = int(c["batch_size"]) * int(c["size"]) ** 2
+    if pixels > CPU_FUSE_MAX_PIXELS:
+        return 1
+    with torch.device("meta"):  # shapes only: no weights allocated or initialised
+        params = count_params(build_model(c["backbone"], len(c["classes"]), "none", 0.0))
+    per_fold = CPU_BYTES_PER_PARAM * params + CPU_BYTES_PER_PIXEL * pixels
+    available = psutil.virtual_memory().available if available is None else available
+    return auto_group_size(n_members, available, per_fold, headroom=0.5)
 
 
 def place_fold(src_dir, out_dir):
