@@ -66,13 +66,13 @@ def test_first_fold_trains_the_group_and_the_others_are_placed(tmp_path, cache):
 
 def test_auto_on_cpu_fuses_small_steps_within_memory():
     small = config(fold_group="auto", size=64, batch_size=8)  # the demo's step: 32,768 px
-    assert cpu_group_size(6, small, available=64e9) == 6
+    assert cpu_group_size(6, small, memory=64e9) == 6
     # the paper's step (224 px, batch 2: 100,352 px) measured slower fused on the CPU
-    assert cpu_group_size(26, config(fold_group="auto", size=224, batch_size=2), available=64e9) == 1
+    assert cpu_group_size(26, config(fold_group="auto", size=224, batch_size=2), memory=64e9) == 1
     # memory caps the chunk: a fold is estimated at 20 B a parameter + 8 kB a pixel of its step
     per_fold = 20 * count_params(build_model(small["backbone"], 5)) + 8_000 * 64 * 64 * 8
-    assert cpu_group_size(6, small, available=2 * 2.5 * per_fold) == 2
-    assert cpu_group_size(6, small, available=per_fold) == 1
+    assert cpu_group_size(6, small, memory=2 * 2.5 * per_fold) == 2
+    assert cpu_group_size(6, small, memory=per_fold) == 1
 
 
 def test_auto_on_cpu_fused_equals_a_fused_group(tmp_path, cache):

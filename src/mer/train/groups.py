@@ -159,8 +159,8 @@ CPU_BYTES_PER_PIXEL = 8_000
 def group_size(setting, n_members, cfg, device):
     """Folds fused at once: all members for an integer or 'all'. For 'auto': on CUDA, what fits in the
     free GPU memory (a one-step probe); on the CPU, where fusing is faster for small steps only, all members
-    (as many as fit in half the available memory) while batch x size^2 <= CPU_FUSE_MAX_PIXELS, else 1 (one
-    fold after another in the group's process). Deterministic on the CPU for a given machine's memory."""
+    (as many as fit in half the machine's memory) while batch x size^2 <= CPU_FUSE_MAX_PIXELS, else 1 (one
+    fold after another in the group's process). On the CPU it depends on the config and the machine only."""
     if setting != "auto":
         return n_members
     if float(cfg.get("drop_rate", 0)) > 0:
@@ -175,9 +175,10 @@ def group_size(setting, n_members, cfg, device):
     return auto_group_size(n_members, free, probe_fold_bytes(cfg, device))
 
 
-def cpu_group_size(n_members, cfg, available=None):
-    """'auto' on the CPU: n_members fused (in chunks that fit in half of `available` bytes of host memory,
-    default what the OS reports) when a fold's step is small enough for fusing to pay, else 1."""
+def cpu_group_size(n_members, cfg, memory=None):
+    """'auto' on the CPU: n_members fused (in chunks that fit in half of `memory` bytes, default the
+    machine's physical memory) when a fold's step is small enough for fusing to pay, else 1. The machine's
+    total, not what is free now: the chunks, and so the rounding of a rerun, must not depend on the load."""
     import psutil
     import torch
 
@@ -192,8 +193,8 @@ def cpu_group_size(n_members, cfg, available=None):
     with torch.device("meta"):  # shapes only: no weights allocated or initialised
         params = count_params(build_model(c["backbone"], len(c["classes"]), "none", 0.0))
     per_fold = CPU_BYTES_PER_PARAM * params + CPU_BYTES_PER_PIXEL * pixels
-    available = psutil.virtual_memory().available if available is None else available
-    return auto_group_size(n_members, available, per_fold, headroom=0.5)
+    memory = psutil.virtual_memory().total if memory is None else memory
+    return auto_group_size(n_members, memory, per_fold, headroom=0.5)
 
 
 def place_fold(src_dir, out_dir):
