@@ -151,9 +151,9 @@ def train_group(cache_paths, members, cfg, store, key, device="cpu", threads=Non
 CPU_FUSE_MAX_PIXELS = 80_000
 # Host memory a fused fold takes on the CPU, an upper bound from peak RSS (SE-ResNeXt-50: 0.69 GB a fold at
 # 64 px batch 8 fused x6, 1.15 GB at 224/2 x3; resnet10t 0.11 GB at 32/8 x18): weights, gradients, Adam's
-# moments and copies, B a parameter, plus what the backward keeps, B an input pixel of the step.
-CPU_BYTES_PER_PARAM = 20
-CPU_BYTES_PER_PIXEL = 8_000
+# moments and copies, then what the backward keeps.
+CPU_BYTES_PER_PARAM = 20  # bytes per parameter
+CPU_BYTES_PER_PIXEL = 8_000  # bytes per input pixel of the step (batch x size^2)
 
 
 def group_size(setting, n_members, cfg, device):
