@@ -2,7 +2,7 @@
 
 from conftest import write_crop_cache
 
-from mer.bench import bench_protocol, bench_train
+from mer.bench import bench_protocol, bench_train, stage_breakdown
 
 
 def test_bench_train_prints_every_mode(capsys):
@@ -20,3 +20,16 @@ def test_bench_protocol_trains_every_fold(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 folds of 3 crop caches" in out and "3 fused at once" in out
     assert sorted(p.name for p in (tmp_path / "work" / "all-cpu").iterdir() if p.is_dir()) == ["01", "02", "03"]
+
+
+def test_stage_breakdown_sums_each_rule_and_leaves_the_rest_to_snakemake(tmp_path):
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rule, rows in {"spot_apex": [(1.5, 1.2), (2.5, 1.8)], "read_sheet": [(3.0, 2.0)]}.items():
+        for k, (wall, cpu) in enumerate(rows):  # the workflow's layout: benchmarks/RULE/DATASET/subSS.tsv
+            f = tmp_path / rule / "demo" / f"sub{k:02d}.tsv"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(header + f"{wall}\t0:00:01\t1\t1\t1\t1\t0\t0\t50\t{cpu}\n")
+    table = stage_breakdown(tmp_path, cpu_total=10.0).set_index("stage")
+    assert table.loc["spot_apex", "jobs"] == 2 and table.loc["spot_apex", "wall s"] == 4.0
+    assert table.loc["spot_apex", "CPU s"] == 3.0 and table.loc["read_sheet", "CPU s"] == 2.0
+    assert table.loc["snakemake + unsampled job CPU", "CPU s"] == 5.0

@@ -246,8 +246,9 @@ def preprocess_in_process(samples, subjects, root, out, threads):
 
 def stage_breakdown(benchmarks, cpu_total):
     """Per rule, from Snakemake's `benchmark:` files: jobs, summed job wall time (s, Python start-up
-    included) and CPU time (s). The last row is what the jobs do not account for: Snakemake itself
-    (DAG, input checks, job start)."""
+    included) and CPU time (s). The last row is the rest of the run's CPU time: Snakemake itself (DAG,
+    input checks, job start; about 8 s on the CASME II mirror, by py-spy) and what the benchmark files miss
+    (they sample a job's CPU time every 0.5 s, so up to 0.5 s at the end of each job is lost: 80 jobs here)."""
     import pandas as pd
 
     rows = []
@@ -257,8 +258,8 @@ def stage_breakdown(benchmarks, cpu_total):
         rows.append({"stage": folder.name.removesuffix(".tsv"), "jobs": len(t), "wall s": t.s.sum(),
                      "wall s/job": t.s.mean(), "CPU s": t.cpu_time.sum()})
     rest = cpu_total - sum(r["CPU s"] for r in rows)
-    rows.append({"stage": "snakemake (scheduler)", "jobs": 1, "wall s": float("nan"), "wall s/job": float("nan"),
-                 "CPU s": rest})
+    rows.append({"stage": "snakemake + unsampled job CPU", "jobs": 1, "wall s": float("nan"),
+                 "wall s/job": float("nan"), "CPU s": rest})
     return pd.DataFrame(rows).round(2)
 
 
