@@ -1,6 +1,8 @@
-"""Locate dlib's model files shipped in the PyPI package face-recognition-models."""
+"""Locate dlib's model files shipped in the PyPI package face-recognition-models; dlib's face detector."""
 
 import importlib.util
+import os
+import tempfile
 from pathlib import Path
 
 
@@ -20,3 +22,39 @@ def model_path(name="shape_predictor_68_face_landmarks.dat"):
     if not path.exists():
         raise FileNotFoundError(f"dlib model file missing from face-recognition-models: {path}")
     return path
+
+
+def cache_dir():
+    """Where mer keeps files it can rebuild: $MER_CACHE_DIR, else $XDG_CACHE_HOME/mer, else ~/.cache/mer."""
+    if os.environ.get("MER_CACHE_DIR"):
+        return Path(os.environ["MER_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mer"
+
+
+def frontal_face_detector():
+    """dlib's HOG frontal face detector. dlib builds it from a string compiled into the library, which takes
+    0.34 s of CPU; a copy saved with the detector's own `save` reads back in 1.4 ms. Every landmark and apex
+    job builds one, so the copy is kept in cache_dir(), one per dlib version, written once (atomically:
+    concurrent jobs may race to write it). Where the cache cannot be read or written, it is built."""
+    import dlib
+
+    path = cache_dir() / f"dlib-{dlib.__version__}-frontal_face_detector.svm"
+    if path.exists():
+        try:
+            return dlib.fhog_object_detector(str(path))
+        except RuntimeError:  # unreadable: rebuilt and written again below
+            pass
+    detector = dlib.get_frontal_face_detector()
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        os.close(fd)
+        detector.save(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError):  # a read-only home, a full disk: the built detector serves all the same
+        pass
+    finally:
+        if tmp and os.path.exists(tmp):
+            os.remove(tmp)
+    return detector

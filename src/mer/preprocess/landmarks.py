@@ -8,7 +8,7 @@ import pandas as pd
 
 from mer.datasets.frames import FrameError, clip_of, frame_path, read_frame
 from mer.io import write_tsv
-from mer.preprocess.dlibmodels import model_path
+from mer.preprocess.dlibmodels import frontal_face_detector, model_path
 
 N_POINTS = 68
 POINT_COLUMNS = [f"x{k}" for k in range(N_POINTS)] + [f"y{k}" for k in range(N_POINTS)]
@@ -16,7 +16,7 @@ POINT_COLUMNS = [f"x{k}" for k in range(N_POINTS)] + [f"y{k}" for k in range(N_P
 
 @functools.lru_cache(maxsize=1)
 def _detector():
-    return dlib.get_frontal_face_detector()  # 0.3 s to build
+    return frontal_face_detector()
 
 
 @functools.lru_cache(maxsize=4)
