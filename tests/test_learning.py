@@ -36,7 +36,7 @@ def null_run(tmp_path_factory):
 
 def test_learns_the_demo_signal(tmp_path):
     # fused, as the null run: 129 s against 206 for one fold per job (a fused fold equals that fold trained
-    # alone, tests/test_fused.py; one fold per job trains in tiny_run and in the demo)
+    # alone, tests/test_fused.py; one fold per job trains in tiny_run)
     m = run_demo(tmp_path, [{"name": "se", "fold_group": "all"}], amplitude=20, subjects=3)["se"]
     assert m["n_folds"] == 3 and m["n_samples"] == 30
     assert m["uf1"] >= 0.5, m  # 5 classes: chance is about 0.2
