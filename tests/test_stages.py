@@ -17,6 +17,13 @@ from mer.preprocess.crops import crop_subject
 from mer.preprocess.landmarks import detect_subject
 
 
+def table(rows, path):
+    """The TSV a stage wrote, as pandas reads it; checked against the rows the stage returned."""
+    df = pd.read_csv(path, sep="\t", dtype={"subject": str})
+    assert len(df) == len(rows) and df.filename.tolist() == [r["filename"] for r in rows]
+    return df
+
+
 def test_stages_per_frame_and_annotated_fallback(tmp_path, tiny_demo):
     sheet = pd.read_csv(tiny_demo / "coding.csv", dtype=str, keep_default_na=False)
     sheet.loc[0, "ApexFrame"] = "/"  # as sub04 EP12_01f in CASME II
@@ -27,12 +34,13 @@ def test_stages_per_frame_and_annotated_fallback(tmp_path, tiny_demo):
                             emotions=EMOTIONS)
     assert samples.apex_missing.tolist()[0] and samples.included.all()
 
-    marks = detect_subject(tmp_path / "samples.tsv", sub, root, DEFAULT_PATTERN, tmp_path / "lm.tsv", per_frame=True)
+    marks = table(detect_subject(tmp_path / "samples.tsv", sub, root, DEFAULT_PATTERN, tmp_path / "lm.tsv",
+                                 per_frame=True), tmp_path / "lm.tsv")
     clips = samples[samples.subject == sub]
     assert len(marks) == int((clips.offset - clips.onset + 1).sum()) and marks.ok.all()  # one row per frame
 
-    apex = spot_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", sub, root, DEFAULT_PATTERN,
-                        tmp_path / "apex.tsv", tmp_path / "curves.tsv", eps=3)
+    apex = table(spot_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", sub, root, DEFAULT_PATTERN,
+                              tmp_path / "apex.tsv", tmp_path / "curves.tsv", eps=3), tmp_path / "apex.tsv")
     row = apex.set_index("filename").loc[fn]
     assert row.annotated_fallback and row.apex_annotated == row.apex_spotted and pd.isna(row.apex_sheet)
     others = apex[apex.filename != fn]
@@ -63,7 +71,8 @@ def test_face_lost_or_moved_after_the_onset_is_excluded_with_its_reason(tmp_path
     shutil.copytree(tiny_demo / "frames" / f"sub{sub}", root / f"sub{sub}")
     write_samples(tiny_demo / "coding.csv", root, DEFAULT_PATTERN, tmp_path / "samples.tsv", tasks=TASKS,
                   emotions=EMOTIONS)
-    marks = detect_subject(tmp_path / "samples.tsv", sub, root, DEFAULT_PATTERN, tmp_path / "lm.tsv")
+    marks = table(detect_subject(tmp_path / "samples.tsv", sub, root, DEFAULT_PATTERN, tmp_path / "lm.tsv"),
+                  tmp_path / "lm.tsv")
     assert marks.ok.all() and len(marks) == len(clips)
     covered, moved = clips.iloc[0], clips.iloc[1]
     for clip, change in ((covered, "cover"), (moved, "move")):
@@ -80,8 +89,9 @@ def test_face_lost_or_moved_after_the_onset_is_excluded_with_its_reason(tmp_path
                 img = cv2.warpAffine(img, np.float32([[1, 0, 2 * iod], [0, 1, 0]]), img.shape[1::-1],
                                      borderMode=cv2.BORDER_REPLICATE)
             cv2.imwrite(str(path), img)
-    apex = spot_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", sub, root, DEFAULT_PATTERN,
-                        tmp_path / "apex.tsv", tmp_path / "curves.tsv", eps=3, max_face_shift=0.3)
+    apex = table(spot_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", sub, root, DEFAULT_PATTERN,
+                              tmp_path / "apex.tsv", tmp_path / "curves.tsv", eps=3, max_face_shift=0.3),
+                 tmp_path / "apex.tsv")
     rows = apex.set_index("filename")
     c, v = rows.loc[covered.Filename], rows.loc[moved.Filename]
     assert not c.ok and f"sub{sub} {covered.Filename}: face lost at apex frame {c.apex_spotted}" in c.reason
@@ -89,8 +99,9 @@ def test_face_lost_or_moved_after_the_onset_is_excluded_with_its_reason(tmp_path
     rest = apex[~apex.filename.isin([covered.Filename, moved.Filename])]
     assert rest.ok.all() and (rest.face_shift < 0.1).all()  # untouched clips: the eyes barely move
     # no check asked for: every clip is kept
-    kept = spot_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", sub, root, DEFAULT_PATTERN,
-                        tmp_path / "apex2.tsv", tmp_path / "curves2.tsv", eps=3, max_face_shift=None)
+    kept = table(spot_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", sub, root, DEFAULT_PATTERN,
+                              tmp_path / "apex2.tsv", tmp_path / "curves2.tsv", eps=3, max_face_shift=None),
+                 tmp_path / "apex2.tsv")
     assert kept.ok.all()
 
 
@@ -116,10 +127,11 @@ def test_clips_sharing_a_filename_stay_apart(tmp_path, tiny_demo):
     assert samples.included.all() and samples["clip"].tolist() == clips
 
     sub, root = first.Subject, tiny_demo / "frames"
-    marks = detect_subject(tmp_path / "samples.tsv", sub, root, DEFAULT_PATTERN, tmp_path / "lm.tsv")
+    marks = table(detect_subject(tmp_path / "samples.tsv", sub, root, DEFAULT_PATTERN, tmp_path / "lm.tsv"),
+                  tmp_path / "lm.tsv")
     assert marks["clip"].tolist() == clips and marks.frame.tolist() == [onset, cut + 1]
-    apex = spot_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", sub, root, DEFAULT_PATTERN,
-                        tmp_path / "apex.tsv", tmp_path / "curves.tsv", eps=3)
+    apex = table(spot_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", sub, root, DEFAULT_PATTERN,
+                              tmp_path / "apex.tsv", tmp_path / "curves.tsv", eps=3), tmp_path / "apex.tsv")
     assert apex.ok.all() and apex["clip"].tolist() == clips
     assert apex.apex_spotted[0] <= cut < apex.apex_spotted[1]  # each within its own half
     assert crop_subject(tmp_path / "samples.tsv", tmp_path / "lm.tsv", tmp_path / "apex.tsv", sub, root,

@@ -1,6 +1,7 @@
 """Atomic file output: a killed job never leaves a file that looks complete."""
 
 import contextlib
+import csv
 import glob
 import json
 import os
@@ -41,6 +42,27 @@ def atomic_path(path):
 def write_tsv(df, path):
     with atomic_path(path) as tmp:
         df.to_csv(tmp, sep="\t", index=False)
+
+
+# The per-subject preprocessing jobs (78 on CASME II) read and write their TSVs with the csv module, not pandas:
+# importing pandas costs 0.33 s of CPU in every job, a quarter of all the preprocessing's CPU.
+def read_rows(path):
+    """The rows of a TSV as dicts of strings ('' where pandas would read a missing value)."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def _cell(value):
+    """A value as pandas' to_csv writes it: None and NaN empty, else str() (numpy scalars included)."""
+    return "" if value is None or value != value else str(value)  # NaN is the one value unequal to itself
+
+
+def write_rows(rows, columns, path):
+    """`rows` (dicts; a missing key is written empty) as a TSV with these columns, as write_tsv writes a table."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        out = csv.writer(f, delimiter="\t", lineterminator="\n")
+        out.writerow(columns)
+        out.writerows([_cell(r.get(c)) for c in columns] for r in rows)
 
 
 def write_csv(df, path, index=False):

@@ -203,7 +203,7 @@ def _predict(clip, model, onset, offset, apex, threads, t0):
     if spotting is None:
         raise PredictError(f"{name}: no face found in the onset frame {onset}")
     found, _, _, curve, k = spotting
-    mark = pd.Series(landmark_row({"frame": onset}, found))
+    mark = landmark_row({"frame": onset}, found)
     points, lm, a = found[1], p["landmarks"], p["apex"]
     spotted = window[k]
     shift = float("nan")

@@ -15,7 +15,9 @@ DEFAULT_PATTERN = "sub{subject}/{filename}/img{frame}.jpg"
 
 def clip_of(row):
     """A samples row's clip key (its `clip`: the filename, or filename@onset where clips share a filename,
-    as CAS(ME)^3's do); the filename for a table without that column."""
+    as CAS(ME)^3's do); the filename for a table without that column. `row`: a pandas row or a mapping."""
+    if isinstance(row, dict):
+        return row.get("clip") or row["filename"]
     return getattr(row, "clip", None) or row.filename
 
 

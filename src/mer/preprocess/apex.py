@@ -10,11 +10,10 @@ up to about eps/2 frames after the true apex of a symmetric rise and fall.
 """
 
 import numpy as np
-import pandas as pd
 
 from mer.datasets.frames import FrameError, clip_of, frame_path, read_clip, read_frame
-from mer.io import write_tsv
-from mer.preprocess.landmarks import detect_near, face_shift, to_array
+from mer.io import read_rows, write_rows
+from mer.preprocess.landmarks import detect_near, face_shift, included_clips, is_ok, to_array
 
 # Region centres as dlib-68 indices (or pairs averaged): eyebrows, glabella, inner eye corners,
 # nose sides, lip corners, chin. Sides are from the subject's point of view as dlib numbers them.
@@ -87,6 +86,10 @@ def _resize(patch, size):
     return cv2.resize(patch, size, interpolation=cv2.INTER_LINEAR)
 
 
+COLUMNS = ["subject", "filename", "clip", "onset", "offset", "apex_sheet", "apex_spotted", "apex_annotated",
+           "annotated_fallback", "mid", "face_shift", "ok", "reason"]
+
+
 def spot_apex(curve, eps):
     """Index (0-based within the clip) of the spotted apex: argmax of M over eps..T-1."""
     start = eps if len(curve) > eps else 0
@@ -95,15 +98,15 @@ def spot_apex(curve, eps):
 
 def check_face(gray, mark, frame, max_shift, upsample=0):
     """(problem or '', eye shift in inter-ocular distances) of the face at `frame` (its grey image) against
-    the clip's one landmark row `mark`: the face must still be there, near the landmark frame's box, and
-    its eyes within `max_shift` inter-ocular distances of where they were."""
-    box = (mark.left, mark.top, mark.right, mark.bottom)
+    the clip's one landmark row `mark` (a mapping, as made or read back): the face must still be there, near
+    the landmark frame's box, and its eyes within `max_shift` inter-ocular distances of where they were."""
+    box = tuple(int(float(mark[side])) for side in ("left", "top", "right", "bottom"))
     found = detect_near(gray, box, upsample)
     if found is None:
-        return f"face lost at apex frame {frame}: no face near the box found at frame {mark.frame}", float("nan")
-    shift = face_shift(to_array(pd.DataFrame([mark]))[0], found)
+        return f"face lost at apex frame {frame}: no face near the box found at frame {mark['frame']}", float("nan")
+    shift = face_shift(to_array([mark])[0], found)
     if shift > max_shift:
-        return (f"face moved {shift:.2f} inter-ocular distances between frame {mark.frame} and apex frame "
+        return (f"face moved {shift:.2f} inter-ocular distances between frame {mark['frame']} and apex frame "
                 f"{frame} (more than apex.max_face_shift {max_shift})"), shift
     return "", shift
 
@@ -112,7 +115,8 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
                  use_offset=True, region_scale=0.5, threads=1, max_face_shift=0.3, upsample=0, reduce=2):
     """Spot every clip of one subject. Writes per clip (out): sheet apex, spotted apex, the annotated
     choice (sheet apex, or the spotted one where the sheet has none, flagged), and the mid frame
-    (midway between onset and spotted apex, the paper's non-apex ablation); and the M_i curves.
+    (midway between onset and spotted apex, the paper's non-apex ablation); and the M_i curves. Returns the
+    clips' rows (dicts).
 
     With one landmark row per clip, the face is detected again at the spotted apex (`check_face`): a
     clip whose face is gone there, or has moved more than `max_face_shift` inter-ocular distances
@@ -123,25 +127,29 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
     reduce: the clip is decoded in grey scaled down by this factor (1, 2 or 4; libjpeg's DCT scaling),
     and the regions with it. Every frame is decoded once here; the face check decodes the apex frame again
     at full scale."""
-    samples = pd.read_csv(samples_tsv, sep="\t", dtype={"subject": str})
-    marks = pd.read_csv(landmarks_tsv, sep="\t", dtype={"subject": str})
-    clips = samples[(samples.subject == subject) & samples.included]
+    marks = read_rows(landmarks_tsv)
+    key = "clip" if marks and "clip" in marks[0] else "filename"  # tables before clip keys had none
+    by_clip = {}
+    for m in marks:
+        by_clip.setdefault(m[key], []).append(m)
     rows, curves = [], []
-    for r in clips.itertuples():
-        onset, offset = int(r.onset), int(r.offset)
-        row = {"subject": subject, "filename": r.filename, "clip": clip_of(r), "onset": onset, "offset": offset,
-               "apex_sheet": r.apex, "ok": False, "reason": ""}
-        lm = marks[marks["clip" if "clip" in marks else "filename"] == row["clip"]]
-        if not len(lm) or not lm.ok.all():
-            bad = lm[~lm.ok].reason.iloc[0] if len(lm) else "no landmark row"
-            row["reason"] = f"sub{subject} {r.filename}: landmarks failed: {bad}"
+    for r in included_clips(samples_tsv, subject):
+        onset, offset, filename = int(r["onset"]), int(r["offset"]), r["filename"]
+        sheet_apex = int(r["apex"]) if r["apex"] else None
+        row = {"subject": subject, "filename": filename, "clip": clip_of(r), "onset": onset, "offset": offset,
+               "apex_sheet": sheet_apex, "ok": False, "reason": ""}
+        lm = by_clip.get(row["clip"], [])
+        bad = [m for m in lm if not is_ok(m)]
+        if not lm or bad:
+            why = bad[0]["reason"] if bad else "no landmark row"
+            row["reason"] = f"sub{subject} {filename}: landmarks failed: {why}"
             rows.append(row)
             continue
         try:
-            clip = read_clip(root, pattern, subject, r.filename, onset, offset, threads=threads, reduce=reduce,
-                             emotion=r.emotion)
+            clip = read_clip(root, pattern, subject, filename, onset, offset, threads=threads, reduce=reduce,
+                             emotion=r["emotion"])
         except FrameError as e:
-            row["reason"] = f"sub{subject} {r.filename}: {e}"
+            row["reason"] = f"sub{subject} {filename}: {e}"
             rows.append(row)
             continue
         pts = to_array(lm) / reduce  # landmarks in the reduced clip's px
@@ -151,38 +159,33 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
             boxes = [region_boxes(p, clip.shape[1:], region_scale) for p in pts]
         m = spot_curve(clip, boxes, eps=eps, use_offset=use_offset)
         apex = onset + spot_apex(m, eps)
-        curves += [{"subject": subject, "filename": r.filename, "clip": row["clip"], "frame": onset + k, "m": float(v)}
+        curves += [{"subject": subject, "filename": filename, "clip": row["clip"], "frame": onset + k, "m": float(v)}
                    for k, v in enumerate(m)]
         row["apex_spotted"] = apex
         if len(lm) == 1 and max_face_shift is not None:
             try:
-                gray = read_frame(frame_path(root, pattern, subject, r.filename, apex, r.emotion))
+                gray = read_frame(frame_path(root, pattern, subject, filename, apex, r["emotion"]))
             except FrameError as e:
-                row["reason"] = f"sub{subject} {r.filename}: {e}"
+                row["reason"] = f"sub{subject} {filename}: {e}"
                 rows.append(row)
                 continue
-            problem, row["face_shift"] = check_face(gray, lm.iloc[0], apex, max_face_shift, upsample)
+            problem, row["face_shift"] = check_face(gray, lm[0], apex, max_face_shift, upsample)
             if problem:
-                row["reason"] = f"sub{subject} {r.filename}: {problem}"
+                row["reason"] = f"sub{subject} {filename}: {problem}"
                 rows.append(row)
                 continue
-        fallback = pd.isna(r.apex)
+        fallback = sheet_apex is None
         row.update({
             "apex_spotted": apex,
-            "apex_annotated": apex if fallback else int(r.apex),
-            "annotated_fallback": bool(fallback),
+            "apex_annotated": apex if fallback else sheet_apex,
+            "annotated_fallback": fallback,
             "mid": (onset + apex) // 2,
             "ok": True,
         })
         if fallback:
-            print(f"NOTE: sub{subject} {r.filename}: sheet apex missing; 'annotated' uses spotted apex {apex}")
+            print(f"NOTE: sub{subject} {filename}: sheet apex missing; 'annotated' uses spotted apex {apex}")
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["subject", "filename", "clip", "onset", "offset", "apex_sheet",
-                                        "apex_spotted", "apex_annotated", "annotated_fallback", "mid",
-                                        "face_shift", "ok", "reason"])
-    for col in ("apex_sheet", "apex_spotted", "apex_annotated", "mid"):
-        table[col] = table[col].astype("Int64")
-    write_tsv(pd.DataFrame(curves, columns=["subject", "filename", "clip", "frame", "m"]), curves_out)
-    write_tsv(table, out)
-    print(f"sub{subject}: spotted {int(table.ok.sum())} of {len(table)} clips")
-    return table
+    write_rows(curves, ["subject", "filename", "clip", "frame", "m"], curves_out)
+    write_rows(rows, COLUMNS, out)
+    print(f"sub{subject}: spotted {sum(r['ok'] for r in rows)} of {len(rows)} clips")
+    return rows

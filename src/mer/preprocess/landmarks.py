@@ -4,14 +4,14 @@ import functools
 
 import dlib
 import numpy as np
-import pandas as pd
 
 from mer.datasets.frames import FrameError, clip_of, frame_path, read_frame
-from mer.io import write_tsv
+from mer.io import read_rows, write_rows
 from mer.preprocess.dlibmodels import frontal_face_detector, model_path
 
 N_POINTS = 68
 POINT_COLUMNS = [f"x{k}" for k in range(N_POINTS)] + [f"y{k}" for k in range(N_POINTS)]
+COLUMNS = ["subject", "filename", "clip", "frame", "ok", "reason", "left", "top", "right", "bottom", *POINT_COLUMNS]
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,10 +83,19 @@ def face_shift(points, corners):
 
 
 def to_array(rows):
-    """The (N, 68, 2) landmark array from rows of a landmarks table."""
-    xs = rows[[f"x{k}" for k in range(N_POINTS)]].to_numpy(np.float32)
-    ys = rows[[f"y{k}" for k in range(N_POINTS)]].to_numpy(np.float32)
-    return np.stack([xs, ys], axis=-1)
+    """The (N, 68, 2) landmark array from rows (mappings) of a landmarks table: read back (strings) or made."""
+    return np.array([[(float(r[f"x{k}"]), float(r[f"y{k}"])) for k in range(N_POINTS)] for r in rows],
+                    dtype=np.float32).reshape(-1, N_POINTS, 2)
+
+
+def included_clips(samples_tsv, subject):
+    """The included rows of one subject in a samples TSV, in its order (mappings of strings)."""
+    return [r for r in read_rows(samples_tsv) if r["subject"] == subject and r["included"] == "True"]
+
+
+def is_ok(row):
+    """Whether a landmarks or apex row succeeded (True as made, "True" as read back)."""
+    return str(row["ok"]) == "True"
 
 
 def landmark_row(row, found):
@@ -126,19 +135,16 @@ def detect_clip(root, pattern, subject, filename, onset, offset, *, per_frame=Fa
 
 def detect_subject(samples_tsv, subject, root, pattern, out, *, per_frame=False, model_file=None,
                    upsample=0):
-    """Landmarks for every included clip of one subject, written to the TSV `out`."""
-    samples = pd.read_csv(samples_tsv, sep="\t", dtype={"subject": str})
-    clips = samples[(samples.subject == subject) & samples.included]
+    """Landmarks for every included clip of one subject, written to the TSV `out`; returns its rows (dicts)."""
+    clips = included_clips(samples_tsv, subject)
     rows = []
-    for r in clips.itertuples():
+    for r in clips:
         rows += [{**row, "clip": clip_of(r)} for row in detect_clip(
-            root, pattern, subject, r.filename, int(r.onset), int(r.offset), per_frame=per_frame,
-            model_file=model_file, upsample=upsample, emotion=r.emotion)]
-    table = pd.DataFrame(rows, columns=["subject", "filename", "clip", "frame", "ok", "reason", "left", "top",
-                                        "right", "bottom", *POINT_COLUMNS])
-    write_tsv(table, out)
-    failed = table[~table.ok]
-    for reason in failed.reason:
-        print(f"WARNING: {reason}")
-    print(f"sub{subject}: {len(clips)} clips, {int(table.ok.sum())} landmark rows, {len(failed)} failures")
-    return table
+            root, pattern, subject, r["filename"], int(r["onset"]), int(r["offset"]), per_frame=per_frame,
+            model_file=model_file, upsample=upsample, emotion=r["emotion"])]
+    write_rows(rows, COLUMNS, out)
+    failed = [row for row in rows if not is_ok(row)]
+    for row in failed:
+        print(f"WARNING: {row['reason']}")
+    print(f"sub{subject}: {len(clips)} clips, {len(rows) - len(failed)} landmark rows, {len(failed)} failures")
+    return rows
