@@ -12,8 +12,8 @@ up to about eps/2 frames after the true apex of a symmetric rise and fall.
 import numpy as np
 
 from mer.datasets.frames import FrameError, clip_of, frame_path, read_clip, read_frame
-from mer.io import read_rows, write_rows
-from mer.preprocess.landmarks import detect_near, face_shift, included_clips, is_ok, to_array
+from mer.io import write_rows
+from mer.preprocess.landmarks import detect_near, face_shift, included_clips, is_ok, rows_by_clip, to_array
 
 # Region centres as dlib-68 indices (or pairs averaged): eyebrows, glabella, inner eye corners,
 # nose sides, lip corners, chin. Sides are from the subject's point of view as dlib numbers them.
@@ -127,11 +127,7 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
     reduce: the clip is decoded in grey scaled down by this factor (1, 2 or 4; libjpeg's DCT scaling),
     and the regions with it. Every frame is decoded once here; the face check decodes the apex frame again
     at full scale."""
-    marks = read_rows(landmarks_tsv)
-    key = "clip" if marks and "clip" in marks[0] else "filename"  # tables before clip keys had none
-    by_clip = {}
-    for m in marks:
-        by_clip.setdefault(m[key], []).append(m)
+    by_clip = rows_by_clip(landmarks_tsv)
     rows, curves = [], []
     for r in included_clips(samples_tsv, subject):
         onset, offset, filename = int(r["onset"]), int(r["offset"]), r["filename"]

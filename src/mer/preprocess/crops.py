@@ -15,7 +15,7 @@ import numpy as np
 from mer.datasets.frames import clip_of, decode_frame, frame_path
 from mer.io import atomic_path, read_rows
 from mer.preprocess.align import align_crop
-from mer.preprocess.landmarks import is_ok, to_array
+from mer.preprocess.landmarks import is_ok, rows_by_clip, to_array
 
 KINDS = {"onset": "onset", "apex": "apex_spotted", "annotated": "apex_annotated", "mid": "mid"}
 
@@ -25,9 +25,7 @@ def crop_subject(samples_tsv, landmarks_tsv, apex_tsv, subject, root, pattern, o
     """Align and crop the onset, apex, annotated-apex and mid frames of every spotted clip. `dataset` (the
     workflow's dataset name) is written in the file's attributes: training names the subject by it."""
     samples = {(r["subject"], clip_of(r)): r for r in read_rows(samples_tsv)}
-    marks = {}
-    for m in read_rows(landmarks_tsv):
-        marks.setdefault(clip_of(m), []).append(m)
+    marks = rows_by_clip(landmarks_tsv)
     # Each spotted clip's apex row, completed with its sample row (emotion, labels); the apex row's own
     # columns win where both have one (onset, offset, reason).
     spotted = [{**samples[(a["subject"], clip_of(a))], **a} for a in read_rows(apex_tsv) if is_ok(a)]

@@ -93,6 +93,14 @@ def included_clips(samples_tsv, subject):
     return [r for r in read_rows(samples_tsv) if r["subject"] == subject and r["included"] == "True"]
 
 
+def rows_by_clip(landmarks_tsv):
+    """A landmarks TSV's rows grouped by clip key (clip_of: tables before clip keys group by filename)."""
+    by_clip = {}
+    for row in read_rows(landmarks_tsv):
+        by_clip.setdefault(clip_of(row), []).append(row)
+    return by_clip
+
+
 def is_ok(row):
     """Whether a landmarks or apex row succeeded (True as made, "True" as read back)."""
     return str(row["ok"]) == "True"
