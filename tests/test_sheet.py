@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from conftest import EMOTIONS, SHARED_SHEET, TASKS, fake_frames
 
-from mer.datasets.frames import FrameError, frame_path
+from mer.datasets.frames import FrameError, frame_path, read_clip
 from mer.datasets.sheet import SheetError, read_sheet, task_subjects, write_samples
 
 HEADER = "Subject,Filename,,OnsetFrame,ApexFrame,OffsetFrame,,Action Units,Estimated Emotion\n"
@@ -175,6 +175,12 @@ def test_symlink_out_of_the_root_is_refused(tmp_path):
         assert name in s.reason.iloc[i] and "outside the data root" in s.reason.iloc[i]
     with pytest.raises(FrameError, match="outside the data root"):
         frame_path(root, PATTERN, "02", "EP03_01", 2)
+    # the readers of whole clips resolve a clip's folder once, then look only at each frame: both links found
+    for sub, clip in (("01", "EP01_01"), ("02", "EP03_01")):
+        for threads in (1, 2):
+            with pytest.raises(FrameError, match="outside the data root"):
+                read_clip(root, PATTERN, sub, clip, 1, 6, threads=threads)
+    assert read_clip(root, PATTERN, "01", "EP02_01", 1, 6, threads=1).shape[0] == 6
 
 
 def test_frames_fingerprint_follows_the_frames_not_the_root(tmp_path):

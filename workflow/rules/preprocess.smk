@@ -13,7 +13,6 @@ checkpoint read_sheet:
         f"{RES}/benchmarks/read_sheet/{{dataset}}.tsv"
     conda:
         "../envs/preprocess.yaml"
-    threads: 2
     params:
         entry=lambda wc: DATASETS[wc.dataset],  # a function: no wildcard expansion in frame_pattern
         clips=layout_clips,

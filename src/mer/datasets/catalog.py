@@ -169,12 +169,11 @@ def task_classes(datasets, task):
     return first
 
 
-def write_dataset_samples(name, e, out, threads=2):
+def write_dataset_samples(name, e, out):
     """The read_sheet stage of one dataset: its clips (read_clips), every frame checked, the bad-row policy
     applied, its samples TSV written (with columns dataset and clip)."""
     clips = read_clips(name, e["root"], e["sheet"], e)
-    return finish_samples(clips, e["root"], e["frame_pattern"], out, tasks=e["tasks"], bad_rows=e["bad_rows"],
-                          threads=threads)
+    return finish_samples(clips, e["root"], e["frame_pattern"], out, tasks=e["tasks"], bad_rows=e["bad_rows"])
 
 
 def _layout_glob(layout):

@@ -25,12 +25,23 @@ class FrameError(RuntimeError):
     """A frame is missing or corrupt; the message names the file."""
 
 
-def frame_path(root, pattern, subject, filename, frame, emotion=""):
+def frame_path(root, pattern, subject, filename, frame, emotion="", folders=None):
     """The frame's path below `root` (`pattern`'s fields: subject, filename, frame and, for a dataset whose
     class is a folder as SMIC's, emotion). FrameError if it resolves outside the root: a sheet cell with `..`
-    (the sheet reader rejects those first) or a symlink inside the root pointing out of it."""
+    (the sheet reader rejects those first) or a symlink inside the root pointing out of it.
+    folders: a dict that the calls for one clip share, holding each folder's real path. os.path.realpath
+    costs one lstat per path component (0.6 s of CPU for CASME II's 17,138 frames), and a clip's frames
+    share their folder, so only the frame itself is then looked at: a frame that is a symlink is resolved
+    in full."""
     path = Path(root) / pattern.format(subject=subject, filename=filename, frame=frame, emotion=emotion)
-    real, real_root = os.path.realpath(path), _realpath(str(root))
+    folder, name = os.path.split(path)
+    if folders is None or name in ("", ".", "..") or os.path.islink(path):
+        real = os.path.realpath(path)
+    else:
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder)
+        real = os.path.join(folders[folder], name)
+    real_root = _realpath(str(root))
     if os.path.commonpath([real, real_root]) != real_root:
         raise FrameError(f"frame path {path} resolves to {real}, outside the data root {real_root} "
                          "(a symlink or '..' leading out of data.root): refused")
@@ -83,15 +94,18 @@ def check_frame(path):
     with the reason."""
     path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            head = fh.read(2)
-            fh.seek(max(0, size - 64))
-            tail = fh.read(64)
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return f"frame missing: {path}"
     except OSError as e:
         return f"frame unreadable: {path}: {e.strerror}"
+    try:  # bare file descriptor calls: a buffered file object costs more than the check itself
+        size = os.fstat(fd).st_size
+        head, tail = os.pread(fd, 2, 0), os.pread(fd, 64, max(0, size - 64))
+    except OSError as e:
+        return f"frame unreadable: {path}: {e.strerror}"
+    finally:
+        os.close(fd)
     if size == 0:
         return f"frame empty: {path}"
     if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(head + tail):
@@ -115,28 +129,34 @@ def fingerprint(root, pattern, clips):
     return h.hexdigest()
 
 
-def check_clip_frames(clips, root, pattern, threads=2):
-    """For each (subject, filename, onset, offset[, emotion]): None, or the first problem among its frames."""
+def check_clip_frames(clips, root, pattern):
+    """For each (subject, filename, onset, offset[, emotion]): None, or the first problem among its frames.
+    In one thread: each frame costs a few system calls that the page cache answers at once, so a second
+    thread only waits for Python's GIL (CASME II's 17,138 frames: 0.85 s wall in one thread, 1.94 s in two)."""
 
     def check(clip):
         subject, filename, onset, offset, *emotion = clip
+        folders = {}
         for f in range(onset, offset + 1):
             try:
-                problem = check_frame(frame_path(root, pattern, subject, filename, f, "".join(emotion)))
+                problem = check_frame(frame_path(root, pattern, subject, filename, f, "".join(emotion), folders))
             except FrameError as e:
                 problem = str(e)
             if problem:
                 return f"frame {f}: {problem}"
         return None
 
-    with ThreadPoolExecutor(max(1, threads)) as pool:  # cv2 releases the GIL while decoding
-        return list(pool.map(check, clips))
+    return [check(clip) for clip in clips]
 
 
 def read_clip(root, pattern, subject, filename, onset, offset, gray=True, threads=2, reduce=1, emotion=""):
-    """All frames onset..offset as one array (T, H, W[, 3]); grey ones scaled down by `reduce`."""
-    paths = [frame_path(root, pattern, subject, filename, f, emotion) for f in range(onset, offset + 1)]
-    with ThreadPoolExecutor(max(1, threads)) as pool:
+    """All frames onset..offset as one array (T, H, W[, 3]); grey ones scaled down by `reduce`; decoded in
+    `threads` threads (OpenCV releases the GIL while decoding), in this one for threads=1."""
+    folders = {}
+    paths = [frame_path(root, pattern, subject, filename, f, emotion, folders) for f in range(onset, offset + 1)]
+    if threads <= 1:
+        return np.stack([read_frame(p, gray, reduce) for p in paths])
+    with ThreadPoolExecutor(threads) as pool:
         return np.stack(list(pool.map(lambda p: read_frame(p, gray, reduce), paths)))
 
 

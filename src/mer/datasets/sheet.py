@@ -253,14 +253,14 @@ def read_sheet(path, *, tasks, emotions=None, subject_width=2, subject_regex=Non
     return out
 
 
-def check_frames(samples, root, pattern, threads=2):
-    """Mark rows whose frames onset..offset are missing or do not decode as excluded."""
+def check_frames(samples, root, pattern):
+    """Mark rows with a frame onset..offset missing, empty or truncated (check_frame) as excluded."""
     samples = samples.copy()
     todo = samples.index[samples.included]
     results = check_clip_frames(
         [(samples.at[i, "subject"], samples.at[i, "filename"], int(samples.at[i, "onset"]),
           int(samples.at[i, "offset"]), str(samples.at[i, "emotion"])) for i in todo],
-        root, pattern, threads=threads,
+        root, pattern,
     )
     for i, problem in zip(todo, results, strict=True):
         if problem:
@@ -279,17 +279,17 @@ def apply_policy(samples, policy):
 
 
 def write_samples(sheet, root, pattern, out, *, tasks, emotions=None, bad_rows="exclude",
-                  subject_width=2, threads=2):
+                  subject_width=2):
     """The read_sheet stage of a CASME II-style sheet: parse, then finish_samples."""
     samples = read_sheet(sheet, tasks=tasks, emotions=emotions, subject_width=subject_width)
-    return finish_samples(samples, root, pattern, out, tasks=tasks, bad_rows=bad_rows, threads=threads)
+    return finish_samples(samples, root, pattern, out, tasks=tasks, bad_rows=bad_rows)
 
 
-def finish_samples(samples, root, pattern, out, *, tasks, bad_rows="exclude", threads=2):
+def finish_samples(samples, root, pattern, out, *, tasks, bad_rows="exclude"):
     """Check every frame of the parsed clips, apply the bad-row policy, write samples.tsv."""
     from mer.io import write_tsv
 
-    samples = check_frames(samples, root, pattern, threads=threads)
+    samples = check_frames(samples, root, pattern)
     apply_policy(samples, bad_rows)  # raises before anything is written under 'fail'
     write_tsv(samples, out)
     for reason in samples.reason[~samples.included]:
