@@ -247,7 +247,7 @@ def preprocess_in_process(samples, subjects, root, out, threads):
 def stage_breakdown(benchmarks, cpu_total):
     """Per rule, from Snakemake's `benchmark:` files: jobs, summed job wall time (s, Python start-up
     included) and CPU time (s). The last row is the rest of the run's CPU time: Snakemake itself (DAG,
-    input checks, job start; about 8 s on the CASME II mirror, by py-spy) and what the benchmark files miss
+    input checks, job start; 4.6 s of CPU on the CASME II mirror, its RUSAGE_SELF) and what the benchmark files miss
     (they sample a job's CPU time every 0.5 s, so up to 0.5 s at the end of each job is lost: 80 jobs here)."""
     import pandas as pd
 
