@@ -30,9 +30,9 @@ def frame_path(root, pattern, subject, filename, frame, emotion="", folders=None
     class is a folder as SMIC's, emotion). FrameError if it resolves outside the root: a sheet cell with `..`
     (the sheet reader rejects those first) or a symlink inside the root pointing out of it.
     folders: a dict that the calls for one clip share, holding each folder's real path. os.path.realpath
-    costs one lstat per path component (0.6 s of CPU for CASME II's 17,138 frames), and a clip's frames
-    share their folder, so only the frame itself is then looked at: a frame that is a symlink is resolved
-    in full."""
+    costs one lstat per path component, and a clip's frames share their folder, so only the frame itself is
+    then looked at; a frame that is a symlink is resolved in full (CASME II's 17,138 frames: 0.6 s of CPU
+    without `folders`, 0.3 s with it)."""
     path = Path(root) / pattern.format(subject=subject, filename=filename, frame=frame, emotion=emotion)
     folder, name = os.path.split(path)
     if folders is None or name in ("", ".", "..") or os.path.islink(path):
@@ -94,18 +94,16 @@ def check_frame(path):
     with the reason."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)  # a bare descriptor: no buffered file object for 66 bytes
+        try:
+            size = os.fstat(fd).st_size
+            head, tail = os.pread(fd, 2, 0), os.pread(fd, 64, max(0, size - 64))
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         return f"frame missing: {path}"
     except OSError as e:
         return f"frame unreadable: {path}: {e.strerror}"
-    try:  # bare file descriptor calls: a buffered file object costs more than the check itself
-        size = os.fstat(fd).st_size
-        head, tail = os.pread(fd, 2, 0), os.pread(fd, 64, max(0, size - 64))
-    except OSError as e:
-        return f"frame unreadable: {path}: {e.strerror}"
-    finally:
-        os.close(fd)
     if size == 0:
         return f"frame empty: {path}"
     if path.suffix.lower() in (".jpg", ".jpeg") and not _jpeg_complete(head + tail):
