@@ -6,7 +6,9 @@ import pytest
 import torch
 from conftest import write_crop_cache as write_cache
 
-from mer.train.engine import fold_seed, reproducibility, train_fold
+from mer.train.folds import fold_seed
+from mer.train.loop import train_fold
+from mer.train.outputs import reproducibility
 
 CLASSES = ["happiness", "surprise", "others"]
 

@@ -8,8 +8,8 @@ from conftest import write_crop_cache
 from test_engine import config
 
 from mer.train.augment import Inputs, to_device
-from mer.train.engine import train_fold
-from mer.train.fused import FusedAdam, FusedModels, _Step, train_fused
+from mer.train.fused import FusedAdam, FusedModels, _Step
+from mer.train.loop import train_fold, train_fused
 from mer.train.losses import FocalLoss
 from mer.train.models import build_model
 
@@ -211,7 +211,7 @@ def test_vmap_conv_is_the_convolution(size, stride):
     with and without bias; in bf16 within bf16's rounding."""
     from torch.func import functional_call, stack_module_state, vmap
 
-    from mer.train.fused import VmapConv2d
+    from mer.train.fused_models import VmapConv2d
 
     torch.manual_seed(0)
     for conv in (torch.nn.Conv2d(24, 40, 1, stride=stride, bias=True), torch.nn.Conv2d(24, 40, 1, bias=False),

@@ -8,9 +8,9 @@ import torch
 from conftest import write_crop_cache
 from test_engine import config
 
-import mer.train.fused
-from mer.train.engine import train_fold
+import mer.train.loop
 from mer.train.groups import cpu_group_size, group_of, input_key, partition, run_member
+from mer.train.loop import train_fold
 from mer.train.models import build_model, count_params
 
 HELD = ["01", "02", "03"]
@@ -103,7 +103,7 @@ def test_auto_on_cpu_trains_large_steps_one_fold_after_another(tmp_path, cache, 
 
 def test_auto_halves_the_group_on_out_of_memory(tmp_path, cache, monkeypatch):
     tried = []
-    real = mer.train.fused.train_fused
+    real = mer.train.loop.train_fused
 
     def short_of_memory(cache_paths, held_outs, *args, **kwargs):
         tried.append(len(held_outs))
@@ -111,7 +111,7 @@ def test_auto_halves_the_group_on_out_of_memory(tmp_path, cache, monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(cache_paths, held_outs, *args, **kwargs)
 
-    monkeypatch.setattr(mer.train.fused, "train_fused", short_of_memory)
+    monkeypatch.setattr(mer.train.loop, "train_fused", short_of_memory)
     monkeypatch.setattr("mer.train.groups.group_size", lambda *a: 3)  # as if 3 folds fitted the free memory
     cfg = config(fold_group="auto", epochs=1)
     run_member(cache, "03", HELD, cfg, tmp_path / "store", tmp_path / "fold03", input_key(cfg, HELD, cache))

@@ -86,7 +86,7 @@ def test_predict_prepares_motion_inputs_as_training_does(final_run, tmp_path, ki
     """A fold trained on a motion input (from the workflow's crop caches, flow computed as compute_flow does),
     then its held-out clips through mer predict: the fold's own predictions."""
     from mer.preprocess.flow import flow_subject
-    from mer.train.engine import train_fold
+    from mer.train.loop import train_fold
 
     cfg = torch.load(final_run / "tiny" / "folds" / "demo-01" / "model.pt", weights_only=True)["config"]
     cfg = {**cfg, "name": kind, "input": kind, "backbone": "resnet18", "size": 32, "epochs": 1}

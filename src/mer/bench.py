@@ -13,7 +13,7 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
     """Time training steps of `backbone` (5 classes, Adam, focal loss, on-device augmentation) on random
     images, in each training mode; print a table of images/s and the projected protocol time.
 
-    Modes: one fold eager (engine.train_fold's step; also torch.compile'd with compile=True on CUDA),
+    Modes: one fold eager (mer.train.single's step; also torch.compile'd with compile=True on CUDA),
     `folds` folds fused eager (mer.train.fused), and fused replayed as a CUDA graph (CUDA only; with
     compile=True also with the forward and loss through torch.compile, compile time not counted). On CUDA
     one fold runs in bf16 autocast with channels_last and a fused group with bf16 convolutions (and once in
@@ -88,8 +88,8 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
     import torch
 
     from mer.train.data import subjects_with_samples
-    from mer.train.engine import DEFAULTS
     from mer.train.groups import input_key, train_group
+    from mer.train.settings import DEFAULTS
 
     paths = sorted(str(p) for p in Path(crops).glob("*.h5"))
     if not paths:
@@ -140,8 +140,8 @@ def _bench_step(backbone, size, batch, k, graph, compiled, device, bf16=False):
     models += [copy.deepcopy(models[0]) for _ in range(k - 1)]  # weights do not matter to a timing
     inputs = Inputs(models[0].pretrained_cfg["mean"], models[0].pretrained_cfg["std"], True, device)
     if k > 1:
-        run = dict(device=device, amp=bf16, channels_last=False)  # as mer.train.fused.fused_run_settings
-        products_like_convolutions(device)  # as mer.train.fused.train_fused
+        run = dict(device=device, amp=bf16, channels_last=False)  # as mer.train.fused.fused_settings
+        products_like_convolutions(device)  # as mer.train.fused.FusedFolds
         fused = FusedModels(models, device, compute_dtype(run))
         fused.train()
         step = _Step(fused, FusedAdam(fused.params, lr=1e-4), FocalLoss(), inputs, images, labels, run, k, batch,
@@ -282,8 +282,9 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
     import torch
 
     from mer.demo import make_demo
-    from mer.train.engine import DEFAULTS, resolve, state
     from mer.train.models import build_model
+    from mer.train.outputs import state
+    from mer.train.settings import DEFAULTS, resolve
 
     work = Path(work).resolve()
     shutil.rmtree(work, ignore_errors=True)

@@ -5,6 +5,7 @@ import csv
 import glob
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -86,3 +87,8 @@ def log_to(path):
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     sys.stdout = sys.stderr = open(path, "w", buffering=1)  # noqa: SIM115 - lives as long as the job
+
+
+def log(msg):
+    """A line on stderr (the job's log under Snakemake: log_to)."""
+    print(msg, file=sys.stderr, flush=True)

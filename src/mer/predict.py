@@ -4,7 +4,7 @@ A clip goes through the library code that made the training crops, with the sett
 file (the experiment's `preprocess` entry): dlib landmarks on the onset frame (mer.preprocess.landmarks), apex
 spotting over onset..offset (mer.preprocess.apex), the face check at the spotted apex, the aligned crop of the model's
 frame (mer.preprocess.align), then the model's test-time input (mer.train.augment.Inputs) and softmax
-(mer.train.engine.predict).
+(mer.train.inference.predict).
 
 A model is a final model (train_final: results/{experiment}/final/model.pt) or the LOSO fold models of an
 experiment as an ensemble (the mean of their probabilities).
@@ -28,8 +28,10 @@ from mer.preprocess.flow import flow_input
 from mer.preprocess.landmarks import detect, landmark_row
 from mer.train.augment import Inputs, to_device
 from mer.train.data import prepare
-from mer.train.engine import MODEL_FORMAT, predict, resolve, run_settings
+from mer.train.inference import predict
 from mer.train.models import build_model
+from mer.train.outputs import MODEL_FORMAT
+from mer.train.settings import device_settings, resolve
 
 
 class PredictError(ValueError):
@@ -40,7 +42,7 @@ class PredictError(ValueError):
 class Model:
     """One network or an ensemble, with the experiment config it was trained with."""
     nets: list  # torch modules in eval mode; more than one: an ensemble
-    cfg: dict  # the experiment's config (engine.resolve), with its `preprocess` entry
+    cfg: dict  # the experiment's config (mer.train.settings.resolve), with its `preprocess` entry
     paths: list  # the model.pt files
     device: torch.device
     inputs: Inputs = field(repr=False)
@@ -97,7 +99,7 @@ def load_model(path, device=None, ensemble=False):
         if _contract(other) != _contract(c):
             raise PredictError(f"{f}: not the same kind of model as {files[0]} (classes, input or preprocessing "
                                "differ): an ensemble needs models of one experiment")
-    run = run_settings(c, device)
+    run = device_settings(c, device)
     for k, net in enumerate(nets):
         net = net.to(device).eval()
         nets[k] = net.to(memory_format=torch.channels_last) if run["channels_last"] else net

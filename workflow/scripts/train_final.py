@@ -1,8 +1,9 @@
 import json
 
 from mer.io import log_to
-from mer.train.engine import FINAL, train_fold
+from mer.train.folds import FINAL
 from mer.train.gpu import acquire_slot, device_for_slot, slot_dir
+from mer.train.loop import train_fold
 
 log_to(snakemake.log[0])
 out_dir = snakemake.output.model.rsplit("/", 1)[0]

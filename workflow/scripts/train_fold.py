@@ -1,6 +1,6 @@
 from mer.io import log_to
-from mer.train.engine import train_fold
 from mer.train.gpu import acquire_slot, device_for_slot, slot_dir
+from mer.train.loop import train_fold
 
 log_to(snakemake.log[0])
 out_dir = snakemake.output.model.rsplit("/", 1)[0]

@@ -222,7 +222,7 @@ def _plot_per_fold(per_fold, pooled_acc, name, path):
 
 
 def training_curves(metrics, path, name=""):
-    """Plot each fold's per-epoch metrics.csv (as written by mer.train.engine; `metrics` maps the held-out
+    """Plot each fold's per-epoch metrics.csv (as written by mer.train.loop; `metrics` maps the held-out
     subject to its file) into one PNG: training loss and accuracy per epoch, one thin line per fold
     and their mean over folds in bold; the inner-validation accuracy too where a fold recorded it.
     Returns the curves as one long table (subject, epoch, loss, train_acc[, val_acc, ...])."""
@@ -231,7 +231,7 @@ def training_curves(metrics, path, name=""):
         df = pd.read_csv(csv)
         missing = {"epoch", "loss", "train_acc"} - set(df.columns)
         if missing:
-            raise ValueError(f"{csv}: no column(s) {sorted(missing)} (not a metrics.csv of mer.train.engine)")
+            raise ValueError(f"{csv}: no column(s) {sorted(missing)} (not a metrics.csv of mer.train.loop)")
         frames.append(df.assign(subject=str(subject)))
     if not frames:
         raise ValueError("no folds to plot")

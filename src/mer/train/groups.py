@@ -103,8 +103,8 @@ def train_group(cache_paths, members, cfg, store, key, device="cpu", threads=Non
     """Train the group's folds into store/SUBJECT/, resuming a killed run of the same key."""
     import torch
 
-    from mer.train.engine import log, train_fold
-    from mer.train.fused import train_fused
+    from mer.io import log
+    from mer.train.loop import train_fold, train_fused
 
     store, members = Path(store), [str(m) for m in members]
     meta_path = store / "group.json"
@@ -182,9 +182,9 @@ def cpu_group_size(n_members, cfg, memory=None):
     import psutil
     import torch
 
-    from mer.train.engine import resolve
     from mer.train.fused import auto_group_size
     from mer.train.models import build_model, count_params
+    from mer.train.settings import resolve
 
     c = resolve(cfg)
     pixels = int(c["batch_size"]) * int(c["size"]) ** 2
