@@ -6,7 +6,7 @@ import re
 import shlex
 from pathlib import Path
 
-from mer.records import RECORDS, ROOT, load_records
+from mer.records import RECORDS, ROOT, load_records, record_name
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -36,6 +36,15 @@ def _value(value):
     if isinstance(value, str):
         return value or '""'
     return json.dumps(value, ensure_ascii=False)
+
+
+def _figure(value):
+    """A figure as written in a table: a dict as 'key value, ...', a list as 'a, b', the rest as _value."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_figure(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_figure(v) for v in value)
+    return _value(value)
 
 
 def _type(spec):
@@ -95,8 +104,11 @@ def configuration_page(schema):
 
 
 def _order(record):
-    """Newest first: by date (unknown dates last), then by file name."""
-    return (record.get("date") or "", record.get("_file", ""))
+    """Sort key, newest last: the date (unknown: oldest), then the run's number among records of one
+    benchmark, date and commit (the file name's -2, -3, ...: written later)."""
+    stem = record_name(record).removesuffix(".json")
+    run = re.fullmatch(re.escape(stem) + r"-(\d+)\.json", record.get("_file", ""))
+    return (record.get("date") or "", int(run.group(1)) if run else 1)
 
 
 def benchmarks_page(records):
@@ -109,7 +121,7 @@ def benchmarks_page(records):
              "Every figure measured on this project, one table per benchmark, newest first. Each row is a "
              "record in `docs/records/` (the whole machine, package versions and command are there); a "
              "benchmark writes one with `--record`. Where a record's figures are rows, its first row names "
-             "the run."]
+             "the run.", "", "Tables: " + ", ".join(f"[{n}](#{n})" for n in sorted(by_name)) + "."]
     for name in sorted(by_name):
         rows = []  # (record or None for a continuation row, figures)
         for r in by_name[name]:
@@ -120,7 +132,7 @@ def benchmarks_page(records):
         lines += ["", f"## {name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r, f in rows:
             run = [(r.get("date") or "–")[:10], r.get("commit") or "–", r["machine"] or "–"] if r else ["", "", ""]
-            cells = [_value(f[k]) if k in f else "" for k in keys]
+            cells = [_figure(f[k]) if k in f else "" for k in keys]
             end = [f"`{shlex.join(r['command'])}`" if r and r["command"] else "", r.get("note", "") if r else ""]
             lines.append("| " + " | ".join(_cell(c) for c in run + cells + end) + " |")
     return "\n".join(lines) + "\n"
