@@ -168,7 +168,7 @@ def run_predict(args):
 
     t0 = time.perf_counter()
     # Importing torch and timm makes about a million objects, none of them garbage, which the cyclic garbage
-    # collector would scan again and again: 0.6 s of a 5 s budget. It is off until the model is loaded.
+    # collector would scan again and again. It is off until the model is loaded.
     gc.disable()
     from mer.datasets.frames import FrameError, open_clip
     from mer.io import write_json, write_tsv
@@ -223,7 +223,7 @@ def run_predict(args):
 
 def run():
     """The console script `mer`: main(), then, after `mer predict`, an exit without the interpreter's
-    teardown, which takes 1.4 s once torch and timm are imported (their modules' objects freed one by one).
+    teardown, which is slow once torch and timm are imported (their modules' objects freed one by one).
     Everything is written and closed by then; only stdout and stderr need flushing."""
     import os
 
