@@ -236,7 +236,7 @@ def bench_preprocess(sheet, work, threads=2):
     spotted = errors.set_index("method").loc["spotted"]
     return dict(clips=len(samples), frames=frames, cores=threads, demo_generation_s=round(t_demo, 1),
                 wall_s=round(wall, 1), frames_per_s=round(frames / wall), cpu_s=round(cpu, 1),
-                job_cpu_s=dict(zip(stages.stage, stages["CPU s"])), floor_s=round(floor, 1),
+                job_cpu_s=dict(zip(stages.stage, stages["CPU s"], strict=True)), floor_s=round(floor, 1),
                 apex_mae_frames=round(float(spotted.mae_frames), 2), apex_within_3=round(float(spotted.within_3), 3))
 
 
@@ -343,5 +343,6 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
         print(f"  {name:<12}: {min(walls):.2f} s best of {repeats} (median {sorted(walls)[len(walls) // 2]:.2f} s), "
               f"process start to exit; the last run's own account: {said[-1] if said else '?'}")
         key = "folder" if name == "frame folder" else name
-        figures.update({f"{key}_best_s": round(min(walls), 2), f"{key}_median_s": round(sorted(walls)[len(walls) // 2], 2)})
+        figures[f"{key}_best_s"] = round(min(walls), 2)
+        figures[f"{key}_median_s"] = round(sorted(walls)[len(walls) // 2], 2)
     return figures

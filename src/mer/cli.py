@@ -144,16 +144,18 @@ def record(args, argv, figures):
     print("record: " + ", ".join(str(p) for p in paths))
 
 
-def run_docs(check):
-    """`mer docs`: write the generated pages; with --check write nothing and exit 1 naming the stale ones."""
-    from mer.docs import stale, write_pages
+def run_docs(check, root=None):
+    """`mer docs`: write the generated pages of the checkout at `root` (default: mer's own); with --check
+    write nothing and exit 1 naming the stale ones."""
+    from mer.docs import ROOT, stale, write_pages
 
+    root = root or ROOT
     if check:
-        old = stale()
+        old = stale(root)
         for path in old:
             print(f"mer docs: {path} is out of date: run `mer docs`", file=sys.stderr)
         return 1 if old else 0
-    for path in write_pages():
+    for path in write_pages(root):
         print(f"written: {path}")
     return 0
 

@@ -102,7 +102,7 @@ def record_name(record):
 def write_record(benchmark, command, figures, folders, note=None):
     """Write this run's record into each of `folders` (created if needed) as <benchmark>-<date>-<commit>.json,
     with -2, -3, ... before .json where that name is taken; returns the paths written."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     record = {"benchmark": benchmark, "command": [str(a) for a in command], "figures": _clean(figures), **machine(),
               "versions": versions(), "date": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
               "commit": commit()}
