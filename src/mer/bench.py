@@ -8,6 +8,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from mer.docs import load_schema
+
 
 def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, folds=None):
     """Time training steps of `backbone` (5 classes, Adam, focal loss, on-device augmentation) on random
@@ -21,7 +23,7 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
     For each input size (px) x batch size (per fold): 3 warm-up steps, then `steps` timed ones.
     Projection: the paper's protocol at the measured speed, 26 LOSO folds x 100 epochs on CASME II's 249
     samples, each sample in the training sets of the 25 folds that do not hold it out: 100 x 25 x 249
-    images in all. Prints figures only.
+    images in all. Prints the figures and returns them, a dict per row (a failed mode's with its error).
     """
     # imported here so that the rest of this module does not load torch
     import torch
@@ -49,6 +51,7 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
     print(f"bench-train {backbone} on {device} [{name}], {precision}, {steps} timed steps after 3 warm-up")
     print(f"projection: 26 folds x 100 epochs x 249 samples, each in 25 training sets: {protocol_images:,} images")
     print(f"{'device':<8} {'size':>5} {'batch':>5} {'mode':<23} {'images/s':>9} {'ms/step':>9} {'protocol':>10}")
+    rows = []
     for size in sizes:
         for batch in batches:
             for label, k, graph, compiled, bf16 in modes:
@@ -66,17 +69,23 @@ def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, 
                 except Exception as e:  # one mode failing (out of memory, say) leaves the others' figures
                     print(f"{device.type:<8} {size:>5} {batch:>5} {label:<23} failed: {type(e).__name__}: {e}",
                           flush=True)
+                    rows.append(dict(device=device.type, size=size, batch=batch, mode=label,
+                                     error=f"{type(e).__name__}: {e}"))
                     step = None
                     continue
                 seconds = time.perf_counter() - t0  # wall time of `steps` steps
                 ips = steps * images_per_step / seconds
                 total_min = protocol_images / ips / 60
+                protocol = f"{int(total_min // 60)}h{int(total_min % 60):02d}m"
                 print(f"{device.type:<8} {size:>5} {batch:>5} {label:<23} {ips:>9.1f} {1000 * seconds / steps:>9.1f} "
-                      f"{int(total_min // 60):>6}h{int(total_min % 60):02d}m", flush=True)
+                      f"{protocol:>10}", flush=True)
+                rows.append(dict(device=device.type, size=size, batch=batch, mode=label, images_per_s=round(ips, 1),
+                                 ms_per_step=round(1000 * seconds / steps, 1), protocol=protocol))
                 del step
                 if on_cuda:
                     torch.cuda.empty_cache()
     print(f"({backbone}: {count_params(build_model(backbone, 5)) / 1e6:.1f} M parameters)")
+    return rows
 
 
 def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/protocol", backbone=None,
@@ -84,7 +93,8 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
     """A real LOSO training run of every fold at once, as `train.fold_group` runs it in the workflow, from
     a folder of HDF5 crop caches (e.g. `bench-preprocess`'s, of a CASME II-sized mirror): the paper's
     settings (SE-ResNeXt-50, focal loss, Adam 1e-4, 5 classes, `size` px, batch 2) for `epochs` epochs.
-    Needs only the library (no Snakemake, no dlib). Prints the wall time and its 100-epoch projection."""
+    Needs only the library (no Snakemake, no dlib). Prints the wall time and its 100-epoch projection, and
+    returns them as a dict of figures."""
     import torch
 
     from mer.train.data import subjects_with_samples
@@ -94,7 +104,7 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
     paths = sorted(str(p) for p in Path(crops).glob("*.h5"))
     if not paths:
         raise FileNotFoundError(f"no *.h5 crop caches in {crops}")
-    schema = _schema()
+    schema = load_schema()
     train = {k: v.get("default") for k, v in schema["properties"]["train"]["properties"].items()}
     classes = list(schema["properties"]["tasks"]["default"][train["task"]])
     cfg = {**DEFAULTS, **train, "name": "protocol", "classes": classes, "epochs": int(epochs), "size": int(size),
@@ -116,6 +126,10 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
           f"on {device} [{torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}]")
     print(f"  wall time {wall:.1f} s (longest fold's own record {max(seconds):.1f} s); 100 epochs would take "
           f"about {wall * 100 / int(epochs) / 60:.1f} min (one-time setup counted in each epoch: an upper bound)")
+    return dict(folds=len(subjects), crop_caches=len(paths), backbone=cfg["backbone"], size=int(size),
+                batch=int(batch_size), epochs=int(epochs), fold_group=fold_group, fused=meta["size"],
+                cuda_graph=cuda_graph, device=device.type, wall_s=round(wall, 1),
+                longest_fold_s=round(max(seconds), 1), projected_100_epochs_min=round(wall * 100 / int(epochs) / 60, 1))
 
 
 def _bench_step(backbone, size, batch, k, graph, compiled, device, bf16=False):
@@ -174,7 +188,8 @@ def _bench_step(backbone, size, batch, k, graph, compiled, device, bf16=False):
 
 def bench_preprocess(sheet, work, threads=2):
     """Time the preprocessing DAG (read_sheet, landmarks, apex, crops, report) on a demo that mirrors
-    `sheet`, e.g. CASME II's 255 clips / 17,138 frames at 640x480. Prints figures; asserts nothing."""
+    `sheet`, e.g. CASME II's 255 clips / 17,138 frames at 640x480. Prints the figures and returns them as a
+    dict; asserts nothing."""
     import subprocess
     import sys
 
@@ -211,12 +226,18 @@ def bench_preprocess(sheet, work, threads=2):
     print(f"preprocessing: {len(samples)} clips, {frames} frames, {threads} cores")
     print(f"  wall time {wall:.1f} s, {frames / wall:.0f} frames/s (read_sheet + landmarks + apex + crops + report); "
           f"CPU {cpu:.1f} s in all")
-    print(stage_breakdown(work / "results" / "benchmarks", cpu).to_string(index=False))
+    stages = stage_breakdown(work / "results" / "benchmarks", cpu)
+    print(stages.to_string(index=False))
     print(errors.to_string(index=False))
     subjects = sorted(samples[samples.included].subject.unique())
     floor = preprocess_in_process(samples_tsv, subjects, data / "frames", work / "floor", threads)
     print(f"the same landmarks, apex and crops calls for every subject in {threads} processes, without Snakemake's "
           f"per-job start-up: {floor:.1f} s wall (the floor that per-subject jobs add their start-up to)")
+    spotted = errors.set_index("method").loc["spotted"]
+    return dict(clips=len(samples), frames=frames, cores=threads, demo_generation_s=round(t_demo, 1),
+                wall_s=round(wall, 1), frames_per_s=round(frames / wall), cpu_s=round(cpu, 1),
+                job_cpu_s=dict(zip(stages.stage, stages["CPU s"], strict=True)), floor_s=round(floor, 1),
+                apex_mae_frames=round(float(spotted.mae_frames), 2), apex_within_3=round(float(spotted.within_3), 3))
 
 
 def _subject_chain(args):
@@ -247,8 +268,8 @@ def preprocess_in_process(samples, subjects, root, out, threads):
 def stage_breakdown(benchmarks, cpu_total):
     """Per rule, from Snakemake's `benchmark:` files: jobs, summed job wall time (s, Python start-up
     included) and CPU time (s). The last row is the rest of the run's CPU time: Snakemake itself (DAG,
-    input checks, job start; 4.6 s of CPU on the CASME II mirror, its RUSAGE_SELF) and what the benchmark files miss
-    (they sample a job's CPU time every 0.5 s, so up to 0.5 s at the end of each job is lost: 80 jobs here)."""
+    input checks, job start) and what the benchmark files miss (they sample a job's CPU time every 0.5 s, so
+    up to 0.5 s at the end of each job is lost)."""
     import pandas as pd
 
     rows = []
@@ -263,18 +284,12 @@ def stage_breakdown(benchmarks, cpu_total):
     return pd.DataFrame(rows).round(2)
 
 
-def _schema():
-    """The workflow's config schema (its defaults: the paper's settings)."""
-    import yaml
-
-    return yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml").read_text())
-
-
 def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbone=None):
     """`mer predict` timed as a user runs it, a new process each time (imports and model load included), on
     one generated clip of `frames` frames (400: 2 s at CASME II's 200 fps, 640x480) as a frame folder and as
     an mp4, with a model of the paper's kind and size (schema defaults: SE-ResNeXt-50, `size` px; random
-    weights and Adam state, as a model.pt of train_final holds: the time does not depend on their values)."""
+    weights and Adam state, as a model.pt of train_final holds: the time does not depend on their values).
+    Prints the times and returns them as a dict."""
     import subprocess
     import sys
 
@@ -301,7 +316,7 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
         out.write(img)
     out.release()
 
-    schema = _schema()["properties"]
+    schema = load_schema()["properties"]
     train = {k: v.get("default") for k, v in schema["train"]["properties"].items()}
     cfg = resolve({**DEFAULTS, **train, "name": "bench", "size": int(size), "backbone": backbone or train["backbone"],
                    "classes": list(schema["tasks"]["default"][train["task"]]),
@@ -316,6 +331,8 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
     mer = Path(sys.executable).parent / "mer"
     print(f"bench-predict: one {frames}-frame clip (640x480), {cfg['backbone']} at {size} px (model.pt {mb:.0f} MB), "
           f"a new `mer predict` process per run, {torch.get_num_threads()} CPU threads")
+    figures = dict(frames=frames, backbone=cfg["backbone"], size=int(size), model_mb=round(mb), repeats=repeats,
+                   threads=torch.get_num_threads())
     for name, source in (("frame folder", folder), ("mp4", video)):
         walls = []
         for _ in range(repeats):
@@ -326,3 +343,7 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
             said = [line for line in proc.stderr.splitlines() if line.startswith("time:")]
         print(f"  {name:<12}: {min(walls):.2f} s best of {repeats} (median {sorted(walls)[len(walls) // 2]:.2f} s), "
               f"process start to exit; the last run's own account: {said[-1] if said else '?'}")
+        key = "folder" if name == "frame folder" else name
+        figures[f"{key}_best_s"] = round(min(walls), 2)
+        figures[f"{key}_median_s"] = round(sorted(walls)[len(walls) // 2], 2)
+    return figures

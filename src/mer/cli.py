@@ -1,4 +1,5 @@
-"""The `mer` console script: demo data, benchmarks and predictions. The workflow itself runs under snakemake."""
+"""The `mer` console script: demo data, benchmarks, predictions and the generated docs. The workflow itself runs
+under snakemake."""
 
 import argparse
 import sys
@@ -26,7 +27,7 @@ def main(argv=None):
 
     bench = sub.add_parser("bench-preprocess", help="time landmarks, apex and crops on a mirrored demo")
     bench.add_argument("--sheet", required=True, help="coding sheet to mirror, e.g. CASME II's")
-    bench.add_argument("--work", default="bench/preprocess", help="scratch folder")
+    bench.add_argument("--work", default="bench/preprocess", help="scratch folder (and the run's record)")
     bench.add_argument("--threads", type=int, default=2)
 
     btrain = sub.add_parser("bench-train", help="training images/s and projected protocol time")
@@ -39,6 +40,7 @@ def main(argv=None):
                         help="also time torch.compile on CUDA (one fold, and a fused group's forward)")
     btrain.add_argument("--folds", type=int, default=None,
                         help="folds in the fused modes (default: 26 on CUDA, 6 on the CPU)")
+    btrain.add_argument("--work", default="bench/train", help="folder for the run's record")
 
     bproto = sub.add_parser("bench-protocol", help="time a real fused LOSO run from HDF5 crop caches")
     bproto.add_argument("--crops", required=True, help="folder of crop caches (subSS.h5), e.g. bench-preprocess's")
@@ -48,15 +50,25 @@ def main(argv=None):
     bproto.add_argument("--backbone", default=None, help="default: the schema's (SE-ResNeXt-50)")
     bproto.add_argument("--size", type=int, default=224, help="input px (default 224)")
     bproto.add_argument("--batch", type=int, default=2, help="batch per fold (default 2)")
-    bproto.add_argument("--work", default="bench/protocol", help="scratch folder for the folds' files")
+    bproto.add_argument("--work", default="bench/protocol", help="scratch folder for the folds' files (and the record)")
     bproto.add_argument("--cuda-graph", default="auto", choices=["auto", "true", "false"],
                         help="capture the fused step as a CUDA graph (default auto: on CUDA)")
 
     bpred = sub.add_parser("bench-predict", help="time `mer predict` on a generated 2 s, 200 fps clip")
-    bpred.add_argument("--work", default="bench/predict", help="scratch folder")
+    bpred.add_argument("--work", default="bench/predict", help="scratch folder (and the run's record)")
     bpred.add_argument("--frames", type=int, default=400, help="frames in the clip (default 400)")
     bpred.add_argument("--repeats", type=int, default=3)
     bpred.add_argument("--size", type=int, default=224, help="model input px (default 224)")
+    for p in (bench, btrain, bproto, bpred):
+        p.add_argument("--record", action="store_true",
+                       help="also write the run's record (figures, machine, versions, date, commit: JSON) into the "
+                            "checkout's docs/records/, from which `mer docs` renders docs/benchmarks.md; without it "
+                            "the record goes into the --work folder only")
+
+    docs = sub.add_parser("docs", help="regenerate docs/configuration.md (from the config schema) and "
+                                       "docs/benchmarks.md (from docs/records/)")
+    docs.add_argument("--check", action="store_true",
+                      help="write nothing; exit 1 naming each generated page that is out of date")
 
     pred = sub.add_parser("predict", help="recognise the micro-expression in a video or a folder of frames")
     pred.add_argument("input", help="a video file (mp4, avi, mov) or a folder of frames (img*.jpg or any images)")
@@ -81,6 +93,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "predict":
         return run_predict(args)
+    if args.command == "docs":
+        return run_docs(args.check)
     if args.command == "demo":
         from pathlib import Path
 
@@ -100,23 +114,49 @@ def main(argv=None):
     elif args.command == "bench-preprocess":
         from mer.bench import bench_preprocess
 
-        bench_preprocess(args.sheet, args.work, threads=args.threads)
+        record(args, argv, bench_preprocess(args.sheet, args.work, threads=args.threads))
     elif args.command == "bench-predict":
         from mer.bench import bench_predict
 
-        bench_predict(args.work, frames=args.frames, repeats=args.repeats, size=args.size)
+        record(args, argv, bench_predict(args.work, frames=args.frames, repeats=args.repeats, size=args.size))
     elif args.command == "bench-train":
         from mer.bench import bench_train
 
-        bench_train(args.backbone, args.sizes, args.batches, steps=args.steps, device=args.device,
-                    compile=args.compile, folds=args.folds)
+        record(args, argv, bench_train(args.backbone, args.sizes, args.batches, steps=args.steps, device=args.device,
+                                       compile=args.compile, folds=args.folds))
     elif args.command == "bench-protocol":
         from mer.bench import bench_protocol
 
         group = args.fold_group if args.fold_group in ("all", "auto") else int(args.fold_group)
-        bench_protocol(args.crops, epochs=args.epochs, fold_group=group, device=args.device, work=args.work,
-                       backbone=args.backbone, size=args.size, batch_size=args.batch,
-                       cuda_graph={"auto": "auto", "true": True, "false": False}[args.cuda_graph])
+        record(args, argv, bench_protocol(args.crops, epochs=args.epochs, fold_group=group, device=args.device,
+                                          work=args.work, backbone=args.backbone, size=args.size,
+                                          batch_size=args.batch,
+                                          cuda_graph={"auto": "auto", "true": True, "false": False}[args.cuda_graph]))
+    return 0
+
+
+def record(args, argv, figures):
+    """A benchmark's record: into its --work folder, and with --record into docs/records/ too."""
+    from mer.records import RECORDS, write_record
+
+    argv = sys.argv[1:] if argv is None else argv
+    paths = write_record(args.command, ["mer", *argv], figures, [args.work] + ([RECORDS] if args.record else []))
+    print("record: " + ", ".join(str(p) for p in paths))
+
+
+def run_docs(check, root=None):
+    """`mer docs`: write the generated pages of the checkout at `root` (default: mer's own); with --check
+    write nothing and exit 1 naming the stale ones."""
+    from mer.docs import ROOT, stale, write_pages
+
+    root = root or ROOT
+    if check:
+        old = stale(root)
+        for path in old:
+            print(f"mer docs: {path} is out of date: run `mer docs`", file=sys.stderr)
+        return 1 if old else 0
+    for path in write_pages(root):
+        print(f"written: {path}")
     return 0
 
 
@@ -130,7 +170,7 @@ def run_predict(args):
 
     t0 = time.perf_counter()
     # Importing torch and timm makes about a million objects, none of them garbage, which the cyclic garbage
-    # collector would scan again and again: 0.6 s of a 5 s budget. It is off until the model is loaded.
+    # collector would scan again and again. It is off until the model is loaded.
     gc.disable()
     from mer.datasets.frames import FrameError, open_clip
     from mer.io import write_json, write_tsv
@@ -185,7 +225,7 @@ def run_predict(args):
 
 def run():
     """The console script `mer`: main(), then, after `mer predict`, an exit without the interpreter's
-    teardown, which takes 1.4 s once torch and timm are imported (their modules' objects freed one by one).
+    teardown, which is slow once torch and timm are imported (their modules' objects freed one by one).
     Everything is written and closed by then; only stdout and stderr need flushing."""
     import os
 

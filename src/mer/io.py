@@ -45,8 +45,8 @@ def write_tsv(df, path):
         df.to_csv(tmp, sep="\t", index=False)
 
 
-# The per-subject preprocessing jobs (78 on CASME II) read and write their TSVs with the csv module, not pandas:
-# importing pandas costs 0.33 s of CPU in every job, a quarter of all the preprocessing's CPU.
+# The per-subject preprocessing jobs read and write their TSVs with the csv module, not pandas: importing pandas
+# in every job was a large share of the preprocessing's CPU (docs/benchmarks.md, component-costs).
 def read_rows(path):
     """The rows of a TSV as dicts of strings ('' where pandas would read a missing value)."""
     with open(path, newline="") as f:

@@ -45,7 +45,7 @@ def classification_metrics(y_true, y_pred, classes):
 def macro_f1(confusion):
     """UF1 of confusion matrices (..., C, C) (rows true, columns predicted), as f1_score(average='macro',
     labels=classes, zero_division=0) gives it. Hand-written because a bootstrap scores thousands of
-    resamples: one vectorised pass instead of a sklearn call (about 1 ms) each; tests compare the two."""
+    resamples: one vectorised pass instead of a sklearn call each; tests compare the two."""
     cm = np.asarray(confusion, dtype=np.float64)
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
     denom = cm.sum(-1) + cm.sum(-2)  # 2 tp + fp + fn

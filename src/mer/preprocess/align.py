@@ -34,7 +34,7 @@ def _template_unit():
 def similarity(src, dst):
     """3x3 matrix of the least-squares similarity (rotation, uniform scale, shift) taking points `src` to
     `dst` (Umeyama 1991; exact for two points). The same estimate as scikit-image's SimilarityTransform,
-    written out because importing skimage.transform loads SciPy: 0.3 s of start-up in every crop job."""
+    written out because importing skimage.transform loads SciPy, a start-up cost in every crop job."""
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
     mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
     s, d = src - mu_s, dst - mu_d

@@ -33,8 +33,8 @@ def cache_dir():
 
 def frontal_face_detector():
     """dlib's HOG frontal face detector. dlib builds it from a string compiled into the library, which takes
-    0.34 s of CPU; a copy saved with the detector's own `save` reads back in 1.4 ms. Every landmark and apex
-    job builds one, so the copy is kept in cache_dir(), one per dlib version, written once. Where the cache
+    hundreds of times longer than reading back a copy saved with the detector's own `save`. Every landmark and
+    apex job needs one, so the copy is kept in cache_dir(), one per dlib version, written once. Where the cache
     cannot be read or written, it is built. Written by rename, but not with mer.io.atomic_path: that removes
     other writers' temporary files first, and two jobs may race to write this one."""
     import dlib

@@ -6,11 +6,10 @@ Computed once per subject from the crop cache into flow/subSS.h5 (compute_flow r
 cache (one group per clip, the same attributes) with dataset `flow_apex`; the method and its parameters
 are in the file's and every group's attributes.
 
-Method: TV-L1 (opencv-contrib's DualTVL1OpticalFlow), as those papers use. Measured on a textured 112 px
-crop shifted by (1.5, -0.7) px (2 CPU cores, 2026-11-27): TV-L1's largest interior error 0.015 px in 158 ms,
-DIS (medium preset) 0.061 px in 2.5 ms, Farneback 0.054 px in 5.3 ms. A micro-expression moves the face by
-about 1 px at crop size, so a 0.06 px error is 6% of the signal: TV-L1 stays the default, and `flow.method`
-offers the other two where preprocessing time matters more (CASME II at 224 px: TV-L1 about 0.4 s a clip).
+Method: TV-L1 (opencv-contrib's DualTVL1OpticalFlow), as those papers use: the most accurate of the three
+on a known shift, and a micro-expression moves the face by about 1 px at crop size, so small errors matter.
+`flow.method` offers OpenCV's faster DIS and Farneback where preprocessing time matters more (their errors
+and times: docs/benchmarks.md, flow-methods).
 """
 
 import cv2

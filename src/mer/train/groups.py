@@ -144,14 +144,11 @@ def train_group(cache_paths, members, cfg, store, key, device="cpu", threads=Non
     write_json(dict(key=key, members=members, setting=setting, size=size, complete=True), meta_path)
 
 
-# On the CPU a fused step pays while one fold's step is small. SE-ResNeXt-50, fused x6 against one fold at a
-# time (mer bench-train, 2 cores, 2026-11-28): 2.2x as fast at 64 px batch 2, 1.3x at 64 px batch 8, 1.6x at 96/2,
-# 1.15x at 96/8, 1.8x at 128/2; 0.92x at 128/8 and at 224/2 (the paper's), 0.4x at 224/8. resnet10t x18 at
-# 32/8: 1.7x. The line falls between 74 k and 100 k pixels a fold's step: batch x size^2.
+# On the CPU a fused step pays while one fold's step is small: the largest step (batch x size^2 pixels) that
+# mer bench-train measured faster fused, below the smallest measured slower (docs/benchmarks.md, bench-train).
 CPU_FUSE_MAX_PIXELS = 80_000
-# Host memory a fused fold takes on the CPU, an upper bound from peak RSS (SE-ResNeXt-50: 0.69 GB a fold at
-# 64 px batch 8 fused x6, 1.15 GB at 224/2 x3; resnet10t 0.11 GB at 32/8 x18): weights, gradients, Adam's
-# moments and copies, then what the backward keeps.
+# Host memory a fused fold takes on the CPU, an upper bound from peak RSS (docs/benchmarks.md,
+# fused-cpu-memory): weights, gradients, Adam's moments and copies, then what the backward keeps.
 CPU_BYTES_PER_PARAM = 20  # bytes per parameter
 CPU_BYTES_PER_PIXEL = 8_000  # bytes per input pixel of the step (batch x size^2)
 
