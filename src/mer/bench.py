@@ -87,6 +87,7 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
     Needs only the library (no Snakemake, no dlib). Prints the wall time and its 100-epoch projection."""
     import torch
 
+    from mer.config import schema, train_defaults
     from mer.train.data import subjects_with_samples
     from mer.train.engine import DEFAULTS
     from mer.train.groups import input_key, train_group
@@ -94,9 +95,8 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
     paths = sorted(str(p) for p in Path(crops).glob("*.h5"))
     if not paths:
         raise FileNotFoundError(f"no *.h5 crop caches in {crops}")
-    schema = _schema()
-    train = {k: v.get("default") for k, v in schema["properties"]["train"]["properties"].items()}
-    classes = list(schema["properties"]["tasks"]["default"][train["task"]])
+    train = train_defaults()
+    classes = list(schema()["properties"]["tasks"]["default"][train["task"]])
     cfg = {**DEFAULTS, **train, "name": "protocol", "classes": classes, "epochs": int(epochs), "size": int(size),
            "batch_size": int(batch_size), "fold_group": fold_group, "checkpoint_every": 10**6,
            "backbone": backbone or train["backbone"], "cuda_graph": cuda_graph}
@@ -263,13 +263,6 @@ def stage_breakdown(benchmarks, cpu_total):
     return pd.DataFrame(rows).round(2)
 
 
-def _schema():
-    """The workflow's config schema (its defaults: the paper's settings)."""
-    import yaml
-
-    return yaml.safe_load((Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml").read_text())
-
-
 def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbone=None):
     """`mer predict` timed as a user runs it, a new process each time (imports and model load included), on
     one generated clip of `frames` frames (400: 2 s at CASME II's 200 fps, 640x480) as a frame folder and as
@@ -281,6 +274,7 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
     import cv2
     import torch
 
+    from mer.config import defaults, schema, train_defaults
     from mer.demo import make_demo
     from mer.train.engine import DEFAULTS, resolve, state
     from mer.train.models import build_model
@@ -300,12 +294,10 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
         out.write(img)
     out.release()
 
-    schema = _schema()["properties"]
-    train = {k: v.get("default") for k, v in schema["train"]["properties"].items()}
+    props, train = schema()["properties"], train_defaults()
     cfg = resolve({**DEFAULTS, **train, "name": "bench", "size": int(size), "backbone": backbone or train["backbone"],
-                   "classes": list(schema["tasks"]["default"][train["task"]]),
-                   "preprocess": {k: {n: v.get("default") for n, v in schema[k]["properties"].items()}
-                                  for k in ("landmarks", "apex", "crop")}})
+                   "classes": list(props["tasks"]["default"][train["task"]]),
+                   "preprocess": {k: defaults(props[k]) for k in ("landmarks", "apex", "crop")}})
     model = build_model(cfg["backbone"], len(cfg["classes"]))
     adam = torch.optim.Adam(model.parameters())
     model(torch.zeros(2, 3, 64, 64)).sum().backward()

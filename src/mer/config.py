@@ -164,6 +164,11 @@ def member_fold(member, cfg):
     return fold, ({**cfg, "seed": int(prefix.removeprefix("seed"))} if prefix else cfg)
 
 
+def alternatives(names):
+    """A Snakemake wildcard regex matching exactly these names ((?!) matches nothing)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
 def chunks(items, size):
     """Consecutive runs of `size` items (the last may be shorter)."""
     items = list(items)

@@ -2,13 +2,12 @@
 # (experiments, runs, folds, fused groups) is mer.config's Plan.
 import functools
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
 from snakemake.utils import min_version, validate
 
-from mer.config import Plan, check_dataset_paths, fold_paths
+from mer.config import Plan, alternatives, check_dataset_paths, fold_paths
 from mer.datasets.catalog import DATASET_NAME, configured, layout_fingerprint
 from mer.datasets.frames import fingerprint
 
@@ -42,9 +41,9 @@ wildcard_constraints:
 
 
 def code(*modules):
-    """The library modules that a job runs ("stage.module" for mer.stage.module), as its inputs (editing
-    one reruns the job). Relative to the working directory: Snakemake records each output's input paths,
-    so absolute ones would rerun every job of a run moved or copied to another folder with its checkout.
+    """The library modules a job runs ("stage.module" for mer.stage.module), as its inputs: editing one
+    reruns the job. Relative to the working directory: Snakemake records each output's input paths, so
+    absolute ones would rerun every job of a run moved or copied elsewhere with its checkout.
     """
     return [os.path.relpath(SRC / f"{m.replace('.', '/')}.py") for m in modules]
 
@@ -60,28 +59,23 @@ EXPERIMENTS, RUNS, SEEDED = PLAN.experiments, PLAN.runs, PLAN.seeded
 
 
 def subject_frames(wildcards):
-    """A param standing for every frame of the subject's included clips (mer.datasets.frames.fingerprint: paths
-    below the root, sizes, modification times): Snakemake reruns a job whose params changed, so changed
-    frames rerun that subject alone. Not input files: Snakemake re-stats every input of every waiting
-    job in each scheduling round, which for CASME II's 17,000 frames cost more CPU than the whole
-    preprocessing. The demo's frames are one directory output of make_demo, tracked through it instead.
+    """A param standing for every frame of the subject's included clips (mer.datasets.frames.fingerprint),
+    so changed frames rerun that subject alone. Not input files: Snakemake re-stats every input of every
+    waiting job in each scheduling round, which for CASME II's 17,000 frames cost more CPU than the whole
+    preprocessing. The demo's frames are one directory output of make_demo, tracked through it.
     """
     return "demo" if DEMO else _frames_fingerprint(wildcards.dataset, wildcards.subject)
 
 
 @functools.cache  # once per subject and run: two rules ask, some more than once
 def _frames_fingerprint(dataset, subject):
-    s = samples(dataset)
-    clips = s[(s.subject == subject) & s.included]
-    entry = DATASETS[dataset]
-    return fingerprint(
-        entry["root"],
-        entry["frame_pattern"],
-        [
-            (r.subject, r.filename, int(r.onset), int(r.offset), str(r.emotion))
-            for r in clips.itertuples()
-        ],
-    )
+    s, entry = samples(dataset), DATASETS[dataset]
+    clips = s[(s.subject == subject) & s.included].itertuples()
+    keys = [
+        (c.subject, c.filename, int(c.onset), int(c.offset), str(c.emotion))
+        for c in clips
+    ]
+    return fingerprint(entry["root"], entry["frame_pattern"], keys)
 
 
 def demo_frames(wildcards):
@@ -94,8 +88,8 @@ def demo_frames(wildcards):
 
 
 def layout_clips(wildcards):
-    """A param of a sheet-less dataset's read_sheet (SMIC-HS): its clip folders' fingerprint, standing in for
-    the sheet, so a new or removed clip reruns it. The demo's are tracked through make_demo_dataset.
+    """A param of a sheet-less dataset's read_sheet (SMIC-HS): its clip folders' fingerprint, standing in
+    for the sheet, so a new or removed clip reruns it. The demo's: through make_demo_dataset.
     """
     entry = DATASETS[wildcards.dataset]
     if DEMO or entry["sheet"] is not None:
@@ -131,13 +125,13 @@ def all_targets(wildcards):
     targets = []
     for d in DATASETS:
         targets += expand(rules.report_preprocessing.output, dataset=d)
-        flow = PLAN.uses_flow(d)
-        for s in PLAN.subjects(d):
-            targets += [
-                f"{RES}/landmarks/{d}/sub{s}.tsv",
-                f"{RES}/apex/{d}/sub{s}.tsv",
-                f"{RES}/crops/{d}/sub{s}.h5",
-            ] + ([f"{RES}/flow/{d}/sub{s}.h5"] if flow else [])
+        kinds = {"landmarks": "tsv", "apex": "tsv", "crops": "h5"}
+        kinds |= {"flow": "h5"} if PLAN.uses_flow(d) else {}
+        targets += [
+            f"{RES}/{k}/{d}/sub{s}.{ext}"
+            for s in PLAN.subjects(d)
+            for k, ext in kinds.items()
+        ]
     for run in RUNS:
         targets += PLAN.fold_targets(run)
         targets += expand(rules.aggregate_loso.output, experiment=run)
@@ -146,16 +140,6 @@ def all_targets(wildcards):
     if EXPERIMENTS:
         targets += [f"{RES}/summary.md", f"{RES}/summary.tsv", f"{RES}/summary.html"]
     return targets
-
-
-def alternatives(names):
-    """A wildcard regex matching exactly these names ((?!) matches nothing)."""
-    return "|".join(re.escape(n) for n in names) if names else "(?!)"
-
-
-def training_caches(wildcards):
-    """The per-subject caches a run's (or a final model's) training reads."""
-    return PLAN.training_caches(wildcards.experiment)
 
 
 def gpu_slots():

@@ -14,7 +14,7 @@ FOLD = f"{RES}/{{experiment}}/folds/{{fold}}"
 
 rule train_fold:
     input:
-        caches=training_caches,
+        caches=lambda wc: PLAN.training_caches(wc.experiment),
         code=TRAIN_CODE,
     output:
         **fold_paths(FOLD),
@@ -40,7 +40,7 @@ rule train_fold:
 # wait for it (they take its fold.json as input) and hard-link their files from the store (mer.train.groups).
 rule train_fold_group:
     input:
-        caches=training_caches,
+        caches=lambda wc: PLAN.training_caches(wc.experiment),
         code=TRAIN_CODE + code("train.fused", "train.groups"),
         first=lambda wc: PLAN.group_first_fold(wc.experiment, wc.fold) or [],
     output:
@@ -69,7 +69,7 @@ rule train_fold_group:
 # for the LOSO result, whose scores go into model.json: what a user may expect of the model.
 rule train_final:
     input:
-        caches=training_caches,
+        caches=lambda wc: PLAN.training_caches(wc.experiment),
         loso=f"{RES}/{{experiment}}/metrics.json",
         code=TRAIN_CODE,
     output:

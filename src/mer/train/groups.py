@@ -1,7 +1,6 @@
 """Fused fold groups in the workflow: the group's store, training a group, placing a fold's files.
 
-Which folds train together: mer.config.partition. Snakemake runs one `train_fold_group` job per fold, writing
-the same files as `train_fold` (mer.config.FOLD_FILES). The first
+Snakemake runs one `train_fold_group` job per fold, writing the same files as `train_fold` (FOLD_FILES). The first
 job of a group trains every fold of the group in one process (mer.train.fused) and keeps their files in the
 group's store, RESULTS/EXPERIMENT/groups/FIRST_SUBJECT/, under a key of its inputs (config, members,
 crop caches, code); every job then places its own fold's files from the store by hard link (no copy).
@@ -13,6 +12,7 @@ fold_group: 1 (train_fold, each fold alone), K >= 2 (groups of K consecutive fol
 or 'auto': one group per experiment in the DAG, trained at run time in fused chunks sized to the free
 GPU memory (halved on an out-of-memory error), or on the CPU fused where that measured faster (small
 inputs: batch x size^2 up to CPU_FUSE_MAX_PIXELS) and else one fold after another in the group's process.
+Which folds form a group: mer.config.partition.
 """
 
 import contextlib
