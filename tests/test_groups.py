@@ -1,4 +1,4 @@
-"""Fold groups in the workflow (mer.train.groups): partition, the group's store, placing a fold's files."""
+"""Fold groups in the workflow (mer.train.groups): the group's store, placing a fold's files."""
 
 import json
 import os
@@ -9,7 +9,7 @@ from conftest import write_crop_cache
 from test_engine import config
 
 import mer.train.loop
-from mer.train.groups import cpu_group_size, group_of, input_key, partition, run_member
+from mer.train.groups import cpu_group_size, input_key, run_member
 from mer.train.loop import train_fold
 from mer.train.models import build_model, count_params
 
@@ -19,18 +19,6 @@ HELD = ["01", "02", "03"]
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return write_crop_cache(tmp_path_factory.mktemp("crops"), n=4)
-
-
-def test_partition():
-    subjects = ["01", "02", "03", "04", "05"]
-    assert partition(subjects, 1) == [["01"], ["02"], ["03"], ["04"], ["05"]]
-    assert partition(subjects, 2) == [["01", "02"], ["03", "04"], ["05"]]
-    assert partition(subjects, "all") == partition(subjects, "auto") == [subjects]
-    assert group_of(subjects, 2, "04") == ["03", "04"]
-    with pytest.raises(ValueError, match="fold_group"):
-        partition(subjects, 0)
-    with pytest.raises(ValueError, match="'09'"):
-        group_of(subjects, 2, "09")
 
 
 def test_key_follows_inputs(tmp_path, cache):
@@ -119,15 +107,3 @@ def test_auto_halves_the_group_on_out_of_memory(tmp_path, cache, monkeypatch):
     meta = json.loads((tmp_path / "store" / "group.json").read_text())
     assert meta["size"] == 1 and meta["complete"] is True
     assert json.loads((tmp_path / "fold03" / "fold.json").read_text())["fold_group"]["size"] == 1
-
-
-def test_members_carry_their_seed():
-    from mer.train.groups import member_fold, member_name
-
-    assert member_name("07") == "07" and member_name("07", "seed3") == "seed3/07"
-    cfg = config()
-    assert member_fold("07", cfg) == ("07", cfg)
-    held, c = member_fold("seed3/07", cfg)
-    assert held == "07" and c == {**cfg, "seed": 3} and cfg.get("seed", 0) != 3
-    with pytest.raises(ValueError, match="seedS/SUBJECT"):
-        member_fold("s3/07", cfg)

@@ -8,8 +8,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from mer.docs import load_schema
-
 
 def bench_train(backbone, sizes, batches, steps=10, device=None, compile=False, folds=None):
     """Time training steps of `backbone` (5 classes, Adam, focal loss, on-device augmentation) on random
@@ -97,6 +95,7 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
     returns them as a dict of figures."""
     import torch
 
+    from mer.config import schema, train_defaults
     from mer.train.data import subjects_with_samples
     from mer.train.groups import input_key, train_group
     from mer.train.settings import DEFAULTS
@@ -104,9 +103,8 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
     paths = sorted(str(p) for p in Path(crops).glob("*.h5"))
     if not paths:
         raise FileNotFoundError(f"no *.h5 crop caches in {crops}")
-    schema = load_schema()
-    train = {k: v.get("default") for k, v in schema["properties"]["train"]["properties"].items()}
-    classes = list(schema["properties"]["tasks"]["default"][train["task"]])
+    train = train_defaults()
+    classes = list(schema()["properties"]["tasks"]["default"][train["task"]])
     cfg = {**DEFAULTS, **train, "name": "protocol", "classes": classes, "epochs": int(epochs), "size": int(size),
            "batch_size": int(batch_size), "fold_group": fold_group, "checkpoint_every": 10**6,
            "backbone": backbone or train["backbone"], "cuda_graph": cuda_graph}
@@ -296,6 +294,7 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
     import cv2
     import torch
 
+    from mer.config import defaults, schema, train_defaults
     from mer.demo import make_demo
     from mer.train.models import build_model
     from mer.train.outputs import state
@@ -316,12 +315,10 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
         out.write(img)
     out.release()
 
-    schema = load_schema()["properties"]
-    train = {k: v.get("default") for k, v in schema["train"]["properties"].items()}
+    props, train = schema()["properties"], train_defaults()
     cfg = resolve({**DEFAULTS, **train, "name": "bench", "size": int(size), "backbone": backbone or train["backbone"],
-                   "classes": list(schema["tasks"]["default"][train["task"]]),
-                   "preprocess": {k: {n: v.get("default") for n, v in schema[k]["properties"].items()}
-                                  for k in ("landmarks", "apex", "crop")}})
+                   "classes": list(props["tasks"]["default"][train["task"]]),
+                   "preprocess": {k: defaults(props[k]) for k in ("landmarks", "apex", "crop")}})
     model = build_model(cfg["backbone"], len(cfg["classes"]))
     adam = torch.optim.Adam(model.parameters())
     model(torch.zeros(2, 3, 64, 64)).sum().backward()

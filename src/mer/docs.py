@@ -6,16 +6,8 @@ import re
 import shlex
 from pathlib import Path
 
+from mer.config import SCHEMA_PATH, schema
 from mer.records import RECORDS, ROOT, load_records, record_name
-
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
-
-
-def load_schema(path=SCHEMA):
-    """The workflow's config schema (its defaults: the paper's settings)."""
-    import yaml
-
-    return yaml.safe_load(Path(path).read_text())
 
 
 def generated_line(source):
@@ -89,7 +81,7 @@ def configuration_page(schema):
     (the top-level keys that hold others), in the schema's order."""
     top = schema["properties"]
     plain = [k for k, s in top.items() if not any(True for _ in _rows(k, s))]
-    lines = [generated_line(SCHEMA.relative_to(ROOT).as_posix()), "", "# Configuration", "",
+    lines = [generated_line(SCHEMA_PATH.relative_to(ROOT).as_posix()), "", "# Configuration", "",
              _cell(schema.get("description", "")), "",
              "A config file (`config.yaml`, `config/*.yaml`, or any passed with `--configfile`) sets some of these "
              "keys; every other key keeps its default. Dotted keys are nested: `train.fold_group` is `fold_group` "
@@ -141,7 +133,7 @@ def benchmarks_page(records):
 def pages(root=ROOT):
     """{path: text} of the generated pages, from the schema and records of the checkout at `root`."""
     root = Path(root)
-    return {root / "docs" / "configuration.md": configuration_page(load_schema(root / SCHEMA.relative_to(ROOT))),
+    return {root / "docs" / "configuration.md": configuration_page(schema(root / SCHEMA_PATH.relative_to(ROOT))),
             root / "docs" / "benchmarks.md": benchmarks_page(load_records(root / RECORDS.relative_to(ROOT)))}
 
 

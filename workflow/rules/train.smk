@@ -1,30 +1,32 @@
+# The library modules that every training rule runs (a fold, a fused group's fold, a final model).
+TRAIN_CODE = code(
+    "train.loop",
+    "train.settings",
+    "train.folds",
+    "train.single",
+    "train.outputs",
+    "train.inference",
+    "train.augment",
+    "train.data",
+    "preprocess.flow",
+    "train.models",
+    "train.losses",
+    "metrics",
+)
+# A fold's folder; its files: mer.config.FOLD_OUTPUTS.
+FOLD = f"{RES}/{{experiment}}/folds/{{fold}}"
+
+
 rule train_fold:
     input:
-        caches=training_caches,
-        code=code(
-            "train.loop",
-            "train.settings",
-            "train.folds",
-            "train.single",
-            "train.outputs",
-            "train.inference",
-            "train.augment",
-            "train.data",
-            "preprocess.flow",
-            "train.models",
-            "train.losses",
-            "metrics",
-        ),
+        caches=lambda wc: PLAN.training_caches(wc.experiment),
+        code=TRAIN_CODE,
     output:
-        model=f"{RES}/{{experiment}}/folds/{{fold}}/model.pt",
-        metrics=f"{RES}/{{experiment}}/folds/{{fold}}/metrics.csv",
-        predictions=f"{RES}/{{experiment}}/folds/{{fold}}/predictions.tsv",
-        audit=f"{RES}/{{experiment}}/folds/{{fold}}/held_out_by_epoch.tsv",
-        info=f"{RES}/{{experiment}}/folds/{{fold}}/fold.json",
+        **fold_paths(FOLD),
     log:
         f"{RES}/logs/train_fold/{{experiment}}/{{fold}}.log",
     wildcard_constraints:
-        experiment=runs_re(fused=False),
+        experiment=alternatives([r for r in RUNS if not PLAN.fused(r)]),
     conda:
         "../envs/train.yaml"
     threads: 2
@@ -43,46 +45,25 @@ rule train_fold:
 # wait for it (they take its fold.json as input) and hard-link their files from the store (mer.train.groups).
 rule train_fold_group:
     input:
-        caches=training_caches,
-        code=code(
-            "train.loop",
-            "train.settings",
-            "train.folds",
-            "train.single",
-            "train.outputs",
-            "train.inference",
-            "train.augment",
-            "train.data",
-            "preprocess.flow",
-            "train.models",
-            "train.losses",
-            "metrics",
-            "train.fused",
-            "train.fused_adam",
-            "train.fused_models",
-            "train.groups",
-        ),
-        first=group_first_fold,
+        caches=lambda wc: PLAN.training_caches(wc.experiment),
+        code=TRAIN_CODE + code("train.fused", "train.groups"),
+        first=lambda wc: PLAN.group_first_fold(wc.experiment, wc.fold) or [],
     output:
-        model=f"{RES}/{{experiment}}/folds/{{fold}}/model.pt",
-        metrics=f"{RES}/{{experiment}}/folds/{{fold}}/metrics.csv",
-        predictions=f"{RES}/{{experiment}}/folds/{{fold}}/predictions.tsv",
-        audit=f"{RES}/{{experiment}}/folds/{{fold}}/held_out_by_epoch.tsv",
-        info=f"{RES}/{{experiment}}/folds/{{fold}}/fold.json",
+        **fold_paths(FOLD),
     log:
         f"{RES}/logs/train_fold_group/{{experiment}}/{{fold}}.log",
     wildcard_constraints:
-        experiment=runs_re(fused=True),
+        experiment=alternatives([r for r in RUNS if PLAN.fused(r)]),
     conda:
         "../envs/train.yaml"
     threads: 2
     resources:
         gpu=1,
     params:
-        experiment=lambda wc: group_config(wc.experiment),
-        members=group_members,
-        member=member_of,
-        store=group_store,
+        experiment=lambda wc: PLAN.group_config(wc.experiment),
+        members=lambda wc: PLAN.group_members(wc.experiment, wc.fold),
+        member=lambda wc: PLAN.member_of(wc.experiment, wc.fold),
+        store=lambda wc: PLAN.group_store(wc.experiment, wc.fold),
         slots=gpu_slots(),
         lock_dir=f"{RES}/.gpu_slots",
     script:
@@ -93,22 +74,9 @@ rule train_fold_group:
 # for the LOSO result, whose scores go into model.json: what a user may expect of the model.
 rule train_final:
     input:
-        caches=training_caches,
+        caches=lambda wc: PLAN.training_caches(wc.experiment),
         loso=f"{RES}/{{experiment}}/metrics.json",
-        code=code(
-            "train.loop",
-            "train.settings",
-            "train.folds",
-            "train.single",
-            "train.outputs",
-            "train.inference",
-            "train.augment",
-            "train.data",
-            "preprocess.flow",
-            "train.models",
-            "train.losses",
-            "metrics",
-        ),
+        code=TRAIN_CODE,
     output:
         model=f"{RES}/{{experiment}}/final/model.pt",
         info=f"{RES}/{{experiment}}/final/model.json",
@@ -123,7 +91,7 @@ rule train_final:
     resources:
         gpu=1,
     params:
-        experiment=lambda wc: final_config(wc.experiment),
+        experiment=lambda wc: PLAN.final_config(wc.experiment),
         slots=gpu_slots(),
         lock_dir=f"{RES}/.gpu_slots",
     script:
@@ -132,9 +100,9 @@ rule train_final:
 
 rule aggregate_loso:
     input:
-        predictions=fold_outputs("predictions.tsv"),
-        metrics=fold_outputs("metrics.csv"),
-        audit=fold_outputs("held_out_by_epoch.tsv"),
+        predictions=lambda wc: PLAN.fold_files(wc.experiment, "predictions"),
+        metrics=lambda wc: PLAN.fold_files(wc.experiment, "metrics"),
+        audit=lambda wc: PLAN.fold_files(wc.experiment, "audit"),
         code=code("evaluate.aggregate", "metrics"),
     output:
         predictions=f"{RES}/{{experiment}}/predictions.tsv",
@@ -179,14 +147,10 @@ rule aggregate_loso:
 rule aggregate_seeds:
     input:
         metrics=lambda wc: [
-            f"{RES}/{r}/metrics.json"
-            for r in RUNS
-            if experiment_of(r) == wc.experiment
+            f"{RES}/{r}/metrics.json" for r in PLAN.runs_of(wc.experiment)
         ],
         predictions=lambda wc: [
-            f"{RES}/{r}/predictions.tsv"
-            for r in RUNS
-            if experiment_of(r) == wc.experiment
+            f"{RES}/{r}/predictions.tsv" for r in PLAN.runs_of(wc.experiment)
         ],
         code=code("evaluate.aggregate", "metrics"),
     output:

@@ -1,6 +1,6 @@
-"""Fused fold groups in the workflow: which folds train together, the group's store, placing a fold's files.
+"""Fused fold groups in the workflow: the group's store, training a group, placing a fold's files.
 
-Snakemake runs one `train_fold_group` job per fold, writing the same four files as `train_fold`. The first
+Snakemake runs one `train_fold_group` job per fold, writing the same files as `train_fold` (FOLD_FILES). The first
 job of a group trains every fold of the group in one process (mer.train.fused) and keeps their files in the
 group's store, RESULTS/EXPERIMENT/groups/FIRST_SUBJECT/, under a key of its inputs (config, members,
 crop caches, code); every job then places its own fold's files from the store by hard link (no copy).
@@ -12,6 +12,7 @@ fold_group: 1 (train_fold, each fold alone), K >= 2 (groups of K consecutive fol
 or 'auto': one group per experiment in the DAG, trained at run time in fused chunks sized to the free
 GPU memory (halved on an out-of-memory error), or on the CPU fused where that measured faster (small
 inputs: batch x size^2 up to CPU_FUSE_MAX_PIXELS) and else one fold after another in the group's process.
+Which folds form a group: mer.config.partition.
 """
 
 import contextlib
@@ -19,58 +20,11 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
+from mer.config import FOLD_FILES, chunks, member_fold
 from mer.io import atomic_path, write_json
-from mer.train.data import AUDIT_FILE
-
-# fold.json last: marks a fold done
-FOLD_FILES = ("model.pt", "metrics.csv", "predictions.tsv", AUDIT_FILE, "fold.json")
-
-
-def partition(subjects, fold_group):
-    """The fold groups of an experiment: lists of consecutive held-out subjects (in fold order)."""
-    subjects = list(subjects)
-    if fold_group in ("all", "auto"):
-        return [subjects] if subjects else []
-    k = int(fold_group)
-    if k < 1:
-        raise ValueError(f"fold_group must be >= 1, 'all' or 'auto', not {fold_group!r}")
-    return chunks(subjects, k)
-
-
-def chunks(items, size):
-    """Consecutive runs of `size` items (the last may be shorter)."""
-    items = list(items)
-    return [items[i: i + size] for i in range(0, len(items), size)]
-
-
-def group_of(subjects, fold_group, subject):
-    """The group holding `subject`."""
-    for g in partition(subjects, fold_group):
-        if str(subject) in g:
-            return g
-    raise ValueError(f"subject {subject!r} has no fold among {list(subjects)}")
-
-
-def member_name(subject, run_prefix=""):
-    """A group member: SUBJECT, or 'seedS/SUBJECT' for a fold of run NAME/seedS (run_prefix 'seedS')."""
-    return f"{run_prefix}/{subject}" if run_prefix else str(subject)
-
-
-def member_fold(member, cfg):
-    """(held-out subject, training config) of a group member: 'SUBJECT' trains with cfg's seed;
-    'seedS/SUBJECT' (a run of an experiment with `seeds`) with seed S, so an experiment's seeds fuse like its
-    folds. The member is also the fold's folder in the group's store."""
-    prefix, _, subject = str(member).rpartition("/")
-    if not prefix:
-        return subject, cfg
-    m = re.fullmatch(r"seed(-?\d+)", prefix)
-    if not m:
-        raise ValueError(f"fold group member {member!r} is neither SUBJECT nor seedS/SUBJECT")
-    return subject, {**cfg, "seed": int(m.group(1))}
 
 
 def input_key(cfg, members, paths):

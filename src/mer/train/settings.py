@@ -5,13 +5,13 @@ import os
 
 import torch
 
+from mer.config import train_defaults
+
 REQUIRED = ("name", "backbone", "task", "classes", "frame", "size")
-DEFAULTS = dict(
-    pretrained="none", drop_rate=0.0, loss="focal", gamma=2.0, alpha=None, optimizer="adam", lr=1e-4,
-    weight_decay=0.0, batch_size=2, epochs=100, seed=0, deterministic=False, checkpoint_every=10,
-    augment=dict(grayscale=True, hflip=True, rotate=15), amp="auto", channels_last="auto",
-    compile=False, inner_val=0.0, fold_group=1, cuda_graph="auto", input="frame",
-)
+# The schema's `train` defaults, but for what a run must name itself: its model, task and input (REQUIRED)
+# and the data it trains on (the workflow expands `datasets`, `test_datasets` and `seeds` into runs).
+DEFAULTS = {k: v for k, v in train_defaults().items()
+            if k not in REQUIRED and k not in ("datasets", "test_datasets", "seeds")}
 # Settings that cannot change the trained weights; a checkpoint written under other values still resumes.
 RUNTIME_KEYS = ("checkpoint_every", "fold_group", "cuda_graph")
 
