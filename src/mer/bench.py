@@ -88,8 +88,8 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
     import torch
 
     from mer.train.data import subjects_with_samples
-    from mer.train.engine import DEFAULTS
     from mer.train.groups import input_key, train_group
+    from mer.train.settings import DEFAULTS
 
     paths = sorted(str(p) for p in Path(crops).glob("*.h5"))
     if not paths:
@@ -282,8 +282,9 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
     import torch
 
     from mer.demo import make_demo
-    from mer.train.engine import DEFAULTS, resolve, state
+    from mer.train.modelfile import state
     from mer.train.models import build_model
+    from mer.train.settings import DEFAULTS, resolve
 
     work = Path(work).resolve()
     shutil.rmtree(work, ignore_errors=True)

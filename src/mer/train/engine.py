@@ -46,16 +46,12 @@ from mer.train.data import (
     load_samples,
     subject_key,
 )
+from mer.train.inference import predict
 from mer.train.losses import build_loss
+from mer.train.modelfile import MODEL_FORMAT, save, state
 from mer.train.models import build_model
+from mer.train.settings import resolve, run_settings
 
-REQUIRED = ("name", "backbone", "task", "classes", "frame", "size")
-DEFAULTS = dict(
-    pretrained="none", drop_rate=0.0, loss="focal", gamma=2.0, alpha=None, optimizer="adam", lr=1e-4,
-    weight_decay=0.0, batch_size=2, epochs=100, seed=0, deterministic=False, checkpoint_every=10,
-    augment=dict(grayscale=True, hflip=True, rotate=15), amp="auto", channels_last="auto",
-    compile=False, inner_val=0.0, fold_group=1, cuda_graph="auto", input="frame",
-)
 # Settings that cannot change the trained weights; a checkpoint written under other values still resumes.
 RUNTIME_KEYS = ("checkpoint_every", "fold_group", "cuda_graph")
 
@@ -78,23 +74,8 @@ class Fold:
     out_dir: Path
 
 
-def resolve(cfg):
-    """cfg with DEFAULTS filled in; raises on a missing required key or an unsupported optimizer."""
-    missing = [k for k in REQUIRED if k not in cfg]
-    if missing:
-        raise ValueError(f"experiment config lacks {missing}")
-    c = {**DEFAULTS, **cfg, "augment": {**DEFAULTS["augment"], **(cfg.get("augment") or {})}}
-    if c["optimizer"] != "adam":
-        raise ValueError(f"optimizer {c['optimizer']!r} not supported (only 'adam')")
-    return c
-
-
 # held_out of the final model (train_final): every subject trains, none is held out.
 FINAL = "final"
-# The `format` entry of every model.pt and model.json this version writes; mer predict reads only this one.
-MODEL_FORMAT = "mer-model/1"
-
-
 def plan_fold(data, held_out, c, out_dir):
     """The Fold of `held_out` over `data` (a Split of every sample of the task); held_out FINAL: every
     sample trains (an empty test set). With c['test_datasets'] (cross-dataset), held_out is a dataset:
@@ -126,13 +107,6 @@ def epoch_batches(fold, epoch, c):
     order, flip, angle = draw_epoch(len(fold.train), fold.seed, epoch, int(c["batch_size"]),
                                     c["augment"]["hflip"], c["augment"]["rotate"])
     return torch.from_numpy(fold.train)[order], flip, angle
-
-
-def run_settings(c, device):
-    """Device, bf16 autocast and channels_last as resolved for this device."""
-    on_cuda = device.type == "cuda"
-    return dict(device=device, amp=_auto(c["amp"], on_cuda and torch.cuda.is_bf16_supported()),
-                channels_last=_auto(c["channels_last"], on_cuda))
 
 
 def train_fold(cache_paths, held_out, cfg, out_dir, device="cpu", threads=None, progress=True,
@@ -255,8 +229,7 @@ def write_fold(fold, data, probs, classes, model_state, c, run, start, extra, se
     start: the epoch this run resumed from; extra: more fold.json entries."""
     test = fold.test
     write_tsv(prediction_table(fold, data, probs, classes), fold.out_dir / "predictions.tsv")
-    with atomic_path(fold.out_dir / "model.pt") as tmp:
-        torch.save(model_state, tmp)
+    save(fold.out_dir / "model.pt", model_state)
     epochs = int(c["epochs"])
     info = dict(
         held_out=fold.held_out, train_subjects=fold_subjects(data.subjects[i] for i in fold.train),
@@ -280,8 +253,7 @@ def write_final(fold, data, model_state, c, run, extra, seconds):
     """The final model's model.pt and, last, model.json: what `mer predict` needs to prepare a clip as the
     training crops were (classes, input size and kind, frame choice, preprocessing settings) and what a user
     should know of it (training samples, versions; the LOSO scores come in `extra`)."""
-    with atomic_path(fold.out_dir / "model.pt") as tmp:
-        torch.save(model_state, tmp)
+    save(fold.out_dir / "model.pt", model_state)
     info = dict(
         format=MODEL_FORMAT, experiment=c["name"], backbone=c["backbone"], task=c["task"],
         classes=list(c["classes"]), input=c["input"], frame=c["frame"], input_size=int(c["size"]),
@@ -329,26 +301,6 @@ def _train_epoch(model, images, labels, batches, inputs, criterion, optimizer, r
                 seconds=seconds)
 
 
-@torch.no_grad()
-def predict(model, images, inputs, run, batch_size=64):
-    """Softmax class probabilities (N, C) float32 numpy for uint8 device images (N, 3, S, S), in eval mode.
-
-    model: a module, or any callable of a batch (a fused group's fold).
-    """
-    device = run["device"]
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = inputs.test(images[i: i + batch_size])
-        if run["channels_last"]:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run["amp"]):
-            logits = model(x)
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
-    return torch.cat(out).numpy()
-
-
 def val_metrics(probs, labels, classes):
     """Inner validation accuracy and UF1 of one epoch."""
     from mer.metrics import classification_metrics  # here: scikit-learn's import (1 s) stays out of mer predict
@@ -360,28 +312,6 @@ def val_metrics(probs, labels, classes):
 def log_row(row, name, held_out):
     log(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
         + f"  [{name} held out {held_out}]")
-
-
-def state(model_state, optimizer_state, epoch, cfg, held_out, history):
-    """Checkpoint and model.pt content: tensors and plain Python only, so torch.load(weights_only=True) reads
-    it. `format` tells mer predict which layout it is (MODEL_FORMAT)."""
-    return dict(format=MODEL_FORMAT, model=_cpu(model_state), optimizer=_cpu(optimizer_state), epoch=int(epoch),
-                config=plain(cfg), held_out=str(held_out), history=history)
-
-
-def plain(cfg):
-    """cfg as plain dict/list/str/number, whatever mapping came in (Snakemake's config, say)."""
-    return json.loads(json.dumps(cfg))
-
-
-def _cpu(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_cpu(v) for v in obj)
-    return obj
 
 
 def same_run(ckpt, cfg, held_out):
@@ -430,10 +360,6 @@ def determinism(on, warn_only=False):
     finally:
         torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev[2], prev[3]
-
-
-def _auto(value, default):
-    return default if value == "auto" else bool(value)
 
 
 def log(msg):

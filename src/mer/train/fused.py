@@ -37,7 +37,6 @@ from mer.train.engine import (
     epoch_batches,
     log,
     log_row,
-    plain,
     plan_fold,
     predict,
     resolve,
@@ -48,6 +47,7 @@ from mer.train.engine import (
     write_fold,
 )
 from mer.train.losses import build_loss
+from mer.train.modelfile import plain
 from mer.train.models import build_model
 
 

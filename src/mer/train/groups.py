@@ -182,9 +182,9 @@ def cpu_group_size(n_members, cfg, memory=None):
     import psutil
     import torch
 
-    from mer.train.engine import resolve
     from mer.train.fused import auto_group_size
     from mer.train.models import build_model, count_params
+    from mer.train.settings import resolve
 
     c = resolve(cfg)
     pixels = int(c["batch_size"]) * int(c["size"]) ** 2
