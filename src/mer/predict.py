@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from mer.datasets.frames import FrameError, open_clip
-from mer.preprocess.apex import check_face, frame_choices, spot_clip
+from mer.preprocess.apex import FRAMES, check_face, frame_choices, spot_clip
 from mer.preprocess.crops import crop_clip
 from mer.preprocess.landmarks import detect, landmark_row
 from mer.train import modelfile
@@ -77,6 +77,8 @@ def load_model(path, device=None, ensemble=False):
             ckpt = modelfile.read(f)
             c = resolve(ckpt["config"])
             modelfile.check_supported(c, f)
+        if c["frame"] not in FRAMES:
+            raise PredictError(f"{f}: unknown frame choice {c['frame']!r}")
         # Built on the meta device (no memory, no random init: 0.06 s instead of 0.4 s for SE-ResNeXt-50), then
         # given the file's tensors; anything the file did not fill would stay meta, so that is checked.
         with torch.device("meta"):

@@ -3,6 +3,9 @@ rule train_fold:
         caches=training_caches,
         code=code(
             "train.engine",
+            "train.settings",
+            "train.inference",
+            "train.modelfile",
             "train.augment",
             "train.data",
             "preprocess.flow",
@@ -41,6 +44,9 @@ rule train_fold_group:
         caches=training_caches,
         code=code(
             "train.engine",
+            "train.settings",
+            "train.inference",
+            "train.modelfile",
             "train.augment",
             "train.data",
             "preprocess.flow",
@@ -85,6 +91,9 @@ rule train_final:
         loso=f"{RES}/{{experiment}}/metrics.json",
         code=code(
             "train.engine",
+            "train.settings",
+            "train.inference",
+            "train.modelfile",
             "train.augment",
             "train.data",
             "preprocess.flow",

@@ -76,6 +76,8 @@ class Fold:
 
 # held_out of the final model (train_final): every subject trains, none is held out.
 FINAL = "final"
+
+
 def plan_fold(data, held_out, c, out_dir):
     """The Fold of `held_out` over `data` (a Split of every sample of the task); held_out FINAL: every
     sample trains (an empty test set). With c['test_datasets'] (cross-dataset), held_out is a dataset:

@@ -95,8 +95,6 @@ def check_supported(c, path):
     if p["landmarks"].get("per_frame"):
         raise ModelFileError(f"{path}: trained with landmarks.per_frame: true (landmarks on every frame); mer "
                              "predict detects them once per clip, as the default workflow does")
-    if c["frame"] not in ("apex", "annotated", "mid", "onset"):
-        raise ModelFileError(f"{path}: unknown frame choice {c['frame']!r}")
 
 
 def contract(c):
