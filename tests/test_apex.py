@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mer.preprocess.apex import REGIONS, _ratio, region_boxes, spot_apex, spot_curve
+from mer.preprocess.apex import REGIONS, _ratio, apex_of_curve, frame_choices, region_boxes, spot_clip, spot_curve
 
 
 def clip_with_apex(t=40, apex=23, amp=40.0, noise=2.0, seed=0):
@@ -31,7 +31,7 @@ def test_spotted_apex_matches_known_apex(apex, eps):
     clip = clip_with_apex(apex=apex)
     m = spot_curve(clip, BOXES, eps=eps)
     # The denominator is smallest where F_i ~ F_{i-eps}: about eps/2 frames after a symmetric peak.
-    assert -1 <= spot_apex(m, eps) - apex <= (eps + 1) // 2 + 1
+    assert -1 <= apex_of_curve(m, eps) - apex <= (eps + 1) // 2 + 1
 
 
 def test_ratio_matches_the_formula():
@@ -49,7 +49,7 @@ def test_offset_term_is_switchable():
     with_off = spot_curve(clip, BOXES, eps=3, use_offset=True)
     without = spot_curve(clip, BOXES, eps=3, use_offset=False)
     assert not np.allclose(with_off, without)
-    assert abs(spot_apex(without, 3) - 20) <= 1
+    assert abs(apex_of_curve(without, 3) - 20) <= 1
 
 
 def test_null_motion_gives_no_preferred_frame():
@@ -67,3 +67,31 @@ def test_region_boxes_scale_with_mouth_width():
     assert all(x1 - x0 == 20 and y1 - y0 == 20 for x0, y0, x1, y1 in boxes)
     pts[54] = (160, 150)  # mouth 80 px wide -> boxes of 40 px
     assert region_boxes(pts, (480, 640))[0][2] - region_boxes(pts, (480, 640))[0][0] == 40
+
+
+def face_points(rng):
+    """68 points spread over a 120 x 160 frame at full scale (twice the test clip's)."""
+    pts = np.column_stack([rng.uniform(60, 260, 68), rng.uniform(60, 180, 68)]).astype(np.float32)
+    pts[48], pts[54] = (120, 160), (200, 160)  # a mouth 80 px wide at full scale
+    return pts
+
+
+def test_spot_clip_scales_the_landmarks_to_the_reduced_clip():
+    clip = clip_with_apex(apex=23)
+    pts = face_points(np.random.default_rng(0))
+    curve, k, boxes = spot_clip(clip, pts, eps=3, region_scale=0.5, reduce=2)
+    assert boxes == region_boxes(pts / 2, clip.shape[1:], 0.5)
+    np.testing.assert_array_equal(curve, spot_curve(clip, boxes, eps=3))
+    assert k == apex_of_curve(curve, 3)
+    # per-frame landmarks: one box list per frame; all alike give the one-detection curve
+    per_frame, k2, frame_boxes = spot_clip(clip, np.repeat(pts[None], len(clip), 0), eps=3, reduce=2)
+    assert len(frame_boxes) == len(clip) and frame_boxes[5] == boxes
+    np.testing.assert_allclose(per_frame, curve, rtol=1e-6)
+    assert k2 == k
+
+
+def test_frame_choices_of_a_clip():
+    assert frame_choices(range(10, 41), 29, 28) == {"onset": 10, "apex": 29, "annotated": 28, "mid": 19}
+    assert frame_choices(range(10, 41), 29)["annotated"] == 29  # no sheet apex: the spotted one
+    # mid by position, for frame numbers with gaps (a folder's names): halfway from onset to apex in frames
+    assert frame_choices([0, 2, 4, 6, 8, 10], 8)["mid"] == 4

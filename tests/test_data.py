@@ -3,14 +3,17 @@ import numpy as np
 import pytest
 
 from mer.train.data import (
+    clip_input,
     fold_subjects,
+    input_datasets,
+    load_samples,
     load_split,
     subject_key,
     subjects_with_samples,
 )
 
 CLASSES = ["happiness", "surprise", "others"]
-KINDS = ("onset", "apex", "annotated", "mid")
+FRAMES = ("onset", "apex", "annotated", "mid")
 
 
 def write_cache(folder, subjects=("01", "02", "03"), n=5, size=32, unlabelled=()):
@@ -34,10 +37,10 @@ def write_cache(folder, subjects=("01", "02", "03"), n=5, size=32, unlabelled=()
                                onset=0, offset=20)
                 level = 40 + 80 * CLASSES.index(emotion) if emotion in CLASSES else 0
                 img = np.clip(level + rng.normal(0, 8, (size, size, 3)), 0, 255).astype(np.uint8)
-                for j, kind in enumerate(KINDS):
-                    g.create_dataset(kind, data=img if kind == "apex" else img // 2)
-                    g.attrs[f"frame_{kind}"] = j * 5
-                    g.attrs[f"sha1_{kind}"] = "0" * 40
+                for j, frame in enumerate(FRAMES):
+                    g.create_dataset(frame, data=img if frame == "apex" else img // 2)
+                    g.attrs[f"frame_{frame}"] = j * 5
+                    g.attrs[f"sha1_{frame}"] = "0" * 40
         paths.append(path)
     return paths
 
@@ -56,7 +59,7 @@ def test_split_leaves_one_subject_out(tmp_path):
         assert test.filenames[0] == f"EP00_{held}f"
 
 
-def test_labels_and_frame_kind(tmp_path):
+def test_labels_and_frame_choice(tmp_path):
     paths = write_cache(tmp_path)
     _, test = load_split(paths, "5class", "apex", "02", CLASSES)
     # class index follows CLASSES order; apex brightness 40 + 80 * index
@@ -88,3 +91,22 @@ def test_label_outside_classes_is_an_error(tmp_path):
         load_split(paths, "5class", "apex", "01", CLASSES[:2])
 
 
+
+
+@pytest.mark.parametrize("input", ["frame", "difference", "flow"])
+def test_a_clips_input_from_its_crops_is_what_training_reads_from_the_caches(tmp_path, input):
+    """clip_input (mer predict's path, from one clip's crops) against load_samples (training's, from the crop
+    and flow caches the workflow writes from the same crops)."""
+    from mer.preprocess.flow import flow_subject
+
+    paths = write_cache(tmp_path, subjects=("01",), n=2, size=32)
+    if input == "flow":
+        flow_subject(paths[0], tmp_path / "flow.h5", "dis", 0.15)
+        paths = [tmp_path / "flow.h5"]
+    c = {"input": input, "frame": "apex", "size": 24}
+    data = load_samples(paths, "5class", input_datasets(c), CLASSES, resize=24)
+    with h5py.File(tmp_path / "sub01.h5") as h5:
+        crops = [{f: h5[name][f][()] for f in FRAMES} for name in sorted(h5) if h5[name].attrs["label_5class"]]
+    got = np.stack([clip_input(c, clip, {"method": "dis", "lambda": 0.15}) for clip in crops])
+    assert got.shape == data.images.shape == (2, 24, 24, 3 if input != "difference" else 6)
+    np.testing.assert_array_equal(got, data.images)

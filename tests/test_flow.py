@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import CACHE_CLASSES, write_crop_cache
 
-from mer.preprocess.flow import KIND, flow_input, flow_subject, resize_flow
+from mer.preprocess.flow import DATASET, flow_input, flow_subject, resize_flow
 from mer.train.augment import Inputs, to_device
 from mer.train.data import input_datasets, load_samples
 
@@ -64,7 +64,7 @@ def batch(f):
 
 def test_flipping_a_flow_negates_u(translation):
     _, _, f = translation
-    inputs = Inputs(MEAN, STD, kind="flow")
+    inputs = Inputs(MEAN, STD, input="flow")
     x = batch(f)
     torch.testing.assert_close(inputs.test(x), x)  # flow enters in its own units
     flipped = inputs.train(x, torch.tensor([True]), torch.zeros(1))[0]
@@ -85,7 +85,7 @@ def turn(img, angle):
 
 def test_rotating_a_flow_rotates_its_vectors(translation):
     onset, apex, f = translation
-    inputs = Inputs(MEAN, STD, kind="flow")
+    inputs = Inputs(MEAN, STD, input="flow")
     for angle in (90.0, 12.0):
         turned = inputs.train(batch(f), torch.tensor([False]), torch.tensor([angle]))[0].numpy()
         # the flow of the images turned the same way (Inputs' own rotation, on the frames)
@@ -115,7 +115,7 @@ def test_flow_cache_mirrors_the_crop_cache(tmp_path):
         for name in c:
             assert {k: v for k, v in f[name].attrs.items() if not k.startswith("flow_")} == dict(c[name].attrs)
             expected = flow_input(c[name]["onset"][()], c[name]["apex"][()], "dis")
-            np.testing.assert_array_equal(f[name][KIND][()], expected)
+            np.testing.assert_array_equal(f[name][DATASET][()], expected)
     cfg = dict(name="f", input="flow", frame="apex")
     data = load_samples([out], "5class", input_datasets(cfg), CACHE_CLASSES, resize=16)
     assert data.images.shape == (3, 16, 16, 3) and data.images.dtype == np.float32
@@ -138,7 +138,7 @@ def test_difference_is_the_cached_crops_difference(tmp_path):
         apex, onset = h5[first]["apex"][()].astype(np.float64), h5[first]["onset"][()].astype(np.float64)
     gray = np.array([0.2989, 0.587, 0.114])
     expected = ((apex - onset) / 255) @ gray / STD[0]
-    out = Inputs(MEAN, STD, kind="difference").test(to_device(data.images[:1], "cpu"))[0]
+    out = Inputs(MEAN, STD, input="difference").test(to_device(data.images[:1], "cpu"))[0]
     np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(out[1].numpy(), expected * STD[0] / STD[1], atol=1e-5)  # mean 0, each channel's std
     # augmenting the pair is augmenting their difference (the same flip and rotation for both)
@@ -146,7 +146,7 @@ def test_difference_is_the_cached_crops_difference(tmp_path):
     flip, angle = torch.tensor([True, False]), torch.tensor([7.0, -11.0])
     apex_only = Inputs((0, 0, 0), (1, 1, 1)).train(pair[:, :3], flip, angle)
     onset_only = Inputs((0, 0, 0), (1, 1, 1)).train(pair[:, 3:], flip, angle)
-    both = Inputs((0, 0, 0), (1, 1, 1), kind="difference").train(pair, flip, angle)
+    both = Inputs((0, 0, 0), (1, 1, 1), input="difference").train(pair, flip, angle)
     torch.testing.assert_close(both, apex_only - onset_only, rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="other than the onset"):
         input_datasets(dict(name="d", input="difference", frame="onset"))

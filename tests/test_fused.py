@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import write_crop_cache
-from test_engine import config
+from test_loop import config
 
 from mer.train.augment import Inputs, to_device
 from mer.train.fused import FusedAdam, FusedModels, _Step

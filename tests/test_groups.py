@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 from conftest import write_crop_cache
-from test_engine import config
+from test_loop import config
 
 import mer.train.loop
 from mer.train.groups import cpu_group_size, input_key, run_member

@@ -296,8 +296,8 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
 
     from mer.config import defaults, schema, train_defaults
     from mer.demo import make_demo
+    from mer.train.modelfile import state
     from mer.train.models import build_model
-    from mer.train.outputs import state
     from mer.train.settings import DEFAULTS, resolve
 
     work = Path(work).resolve()

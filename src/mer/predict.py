@@ -1,36 +1,34 @@
 """`mer predict`: the micro-expression in a user's own clip, from a model the workflow trained.
 
-A clip goes through the library code that made the training crops, with the settings stored in the model
-file (the experiment's `preprocess` entry): dlib landmarks on the onset frame (mer.preprocess.landmarks), apex
-spotting over onset..offset (mer.preprocess.apex), the face check at the spotted apex, the aligned crop of the model's
-frame (mer.preprocess.align), then the model's test-time input (mer.train.augment.Inputs) and softmax
-(mer.train.inference.predict).
+A clip goes through the library's per-clip steps that made the training crops, with the settings stored in the
+model file (the experiment's `preprocess` entry): dlib landmarks on the onset frame (mer.preprocess.landmarks),
+apex spotting over onset..offset (mer.preprocess.apex.spot_clip), the face check at the spotted apex
+(apex.check_face), the frame choice (apex.frame_choices), the aligned crops (mer.preprocess.crops.crop_clip),
+the model's input from them (mer.train.data.clip_input), then its test-time input (mer.train.augment.Inputs)
+and softmax (mer.train.inference.predict).
 
 A model is a final model (train_final: results/{experiment}/final/model.pt) or the LOSO fold models of an
 experiment as an ensemble (the mean of their probabilities).
 """
 
-import json
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 
-import mer
 from mer.datasets.frames import FrameError, open_clip
-from mer.preprocess.align import align_crop
-from mer.preprocess.apex import check_face, region_boxes, spot_apex, spot_curve
-from mer.preprocess.flow import flow_input
+from mer.preprocess.apex import FRAMES, check_face, frame_choices, spot_clip
+from mer.preprocess.crops import crop_clip
 from mer.preprocess.landmarks import detect, landmark_row
+from mer.train import modelfile
 from mer.train.augment import Inputs, to_device
-from mer.train.data import prepare
+from mer.train.data import clip_input, prepare
 from mer.train.inference import predict
 from mer.train.models import build_model
-from mer.train.outputs import MODEL_FORMAT
 from mer.train.settings import device_settings, resolve
 
 
@@ -54,22 +52,18 @@ class Model:
 
 
 def model_files(path, ensemble=False):
-    """The model.pt files that `path` names: a file; a folder holding model.pt; an experiment folder
-    (its final/model.pt, or with ensemble=True or no final model, every folds/*/model.pt, and for an
-    experiment trained over `seeds` every seed's: seed*/folds/*/model.pt)."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise PredictError(f"model not found: {path}")
-    if (path / "model.pt").is_file() and not ensemble:
-        return [path / "model.pt"]
-    if (path / "final" / "model.pt").is_file() and not ensemble:
-        return [path / "final" / "model.pt"]
-    folds = sorted(path.glob("folds/*/model.pt")) or sorted(path.glob("seed*/folds/*/model.pt"))
-    if not folds:
-        raise PredictError(f"no model in {path}: expected model.pt, final/model.pt or [seedS/]folds/*/model.pt")
-    return folds
+    """The model.pt files that `path` names (mer.train.modelfile.model_files); a PredictError if none."""
+    with _model_errors():
+        return modelfile.model_files(path, ensemble)
+
+
+@contextlib.contextmanager
+def _model_errors():
+    """A model file's error (mer.train.modelfile.ModelFileError) as a PredictError."""
+    try:
+        yield
+    except modelfile.ModelFileError as e:
+        raise PredictError(str(e)) from None
 
 
 def load_model(path, device=None, ensemble=False):
@@ -79,9 +73,12 @@ def load_model(path, device=None, ensemble=False):
     files = model_files(path, ensemble)
     configs, nets = [], []
     for f in files:
-        ckpt = _read(f)
-        c = resolve(ckpt["config"])
-        check_supported(c, f)
+        with _model_errors():
+            ckpt = modelfile.read(f)
+            c = resolve(ckpt["config"])
+            modelfile.check_supported(c, f)
+        if c["frame"] not in FRAMES:
+            raise PredictError(f"{f}: unknown frame choice {c['frame']!r}")
         # Built on the meta device (no memory, no random init: 0.06 s instead of 0.4 s for SE-ResNeXt-50), then
         # given the file's tensors; anything the file did not fill would stay meta, so that is checked.
         with torch.device("meta"):
@@ -96,7 +93,7 @@ def load_model(path, device=None, ensemble=False):
         nets.append(net)
     c = configs[0]
     for f, other in zip(files[1:], configs[1:], strict=True):
-        if _contract(other) != _contract(c):
+        if modelfile.contract(other) != modelfile.contract(c):
             raise PredictError(f"{f}: not the same kind of model as {files[0]} (classes, input or preprocessing "
                                "differ): an ensemble needs models of one experiment")
     run = device_settings(c, device)
@@ -106,40 +103,6 @@ def load_model(path, device=None, ensemble=False):
     inputs = Inputs(nets[0].pretrained_cfg["mean"], nets[0].pretrained_cfg["std"], c["augment"]["grayscale"],
                     device, c["input"])
     return Model(nets, c, files, device, inputs, run)
-
-
-def _read(path):
-    """A model.pt's content, checked to be one this version of mer wrote (torch.load with weights_only)."""
-    try:
-        # mmap: only what is used is read (the weights, not Adam's moments: a third of the file)
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # a pickle of other objects, a zip of something else, text, ...: all the same to us
-        raise PredictError(f"{path}: not a mer model file (torch.load failed: {type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
-        raise PredictError(f"{path}: not a mer model file (no 'model' and 'config' entries)")
-    if ckpt.get("format") != MODEL_FORMAT:
-        raise PredictError(f"{path}: model format {ckpt.get('format')!r}, but mer {mer.__version__} reads "
-                           f"{MODEL_FORMAT!r}: rerun the workflow (train_fold or train_final) with this version")
-    return ckpt
-
-
-def check_supported(c, path):
-    """A PredictError if mer predict cannot prepare a clip the way this model's training crops were made."""
-    p = c.get("preprocess")
-    if not p:
-        raise PredictError(f"{path}: the model holds no preprocessing settings (config 'preprocess')")
-    if c.get("input", "frame") == "flow" and "flow" not in p:
-        raise PredictError(f"{path}: a flow model without its flow settings (config 'preprocess.flow')")
-    if p["landmarks"].get("per_frame"):
-        raise PredictError(f"{path}: trained with landmarks.per_frame: true (landmarks on every frame); mer "
-                           "predict detects them once per clip, as the default workflow does")
-    if c["frame"] not in ("apex", "annotated", "mid", "onset"):
-        raise PredictError(f"{path}: unknown frame choice {c['frame']!r}")
-
-
-def _contract(c):
-    keys = ("classes", "size", "input", "frame", "preprocess", "backbone")
-    return json.dumps({k: c.get(k) for k in keys} | {"grayscale": c["augment"]["grayscale"]}, sort_keys=True)
 
 
 @dataclass
@@ -213,19 +176,15 @@ def _predict(clip, model, onset, offset, apex, threads, t0):
         problem, shift = check_face(clip.gray(spotted), mark, spotted, a["max_face_shift"], int(lm["upsample"]))
         if problem:
             raise PredictError(f"{name}: {problem}")
+    # A given apex stands for the spotted one and the sheet's alike (the model's frame choice then uses it).
     apex = spotted if apex is None else int(apex)
-    frame = {"onset": onset, "mid": window[(first + clip.position(apex)) // 2 - first]}.get(c["frame"], apex)
+    frame = frame_choices(window, apex, apex)[c["frame"]]
 
-    # The aligned crops (mer.preprocess.crops), then the model's input from them as the workflow makes it from its
-    # caches (mer.preprocess.flow for flow, then mer.train.data.prepare).
-    full = {k: _crop(clip.color(f), points, p["crop"]) for k, f in (("onset", onset), ("frame", frame))}
-    crops = {k: prepare(v, int(c["size"])) for k, v in full.items()}
-    kind = c.get("input", "frame")
-    if kind == "flow":
-        parts = [flow_input(full["onset"], full["frame"], p["flow"]["method"], p["flow"]["lambda"])]
-    else:
-        parts = [full["frame"], full["onset"]] if kind == "difference" else [full["frame"]]
-    x = to_device(np.concatenate([prepare(a, int(c["size"])) for a in parts], axis=-1)[None], model.device)
+    # The aligned crops at the crop cache's size and the model's input from them, as the workflow makes them.
+    full = crop_clip({"onset": onset, c["frame"]: frame}, clip.color, points, int(p["crop"]["size"]),
+                     p["crop"]["align"])
+    crops = {k: prepare(full[f], int(c["size"])) for k, f in (("onset", "onset"), ("frame", c["frame"]))}
+    x = to_device(clip_input(c, full, p.get("flow"))[None], model.device)
     probs = np.mean([predict(net, x, model.inputs, model.run)[0] for net in model.nets], axis=0)
     classes = model.classes
     return Prediction(
@@ -242,19 +201,13 @@ def _spot(clip, span, p, threads):
     `p` (its `preprocess`). Returns (detect's result, grey stack, region boxes, M_i curve, apex index in the
     span), or None if the first frame has no face."""
     lm, a = p["landmarks"], p["apex"]
-    eps, reduce = int(a["eps"]), int(a["reduce"])
     found = detect(clip.gray(span[0]), lm.get("model"), int(lm["upsample"]))
     if found is None:
         return None
-    stack = clip.gray_stack(span, reduce, threads)
-    boxes = region_boxes(found[1] / reduce, stack.shape[1:], a["region_scale"])
-    curve = spot_curve(stack, boxes, eps=eps, use_offset=a["use_offset"])
-    return found, stack, boxes, curve, spot_apex(curve, eps)
-
-
-def _crop(bgr, points, crop):
-    """The aligned RGB crop at the cache's size, as mer.preprocess.crops makes it."""
-    return cv2.cvtColor(align_crop(bgr, points, int(crop["size"]), crop["align"]), cv2.COLOR_BGR2RGB)
+    stack = clip.gray_stack(span, int(a["reduce"]), threads)
+    curve, k, boxes = spot_clip(stack, found[1], eps=int(a["eps"]), use_offset=a["use_offset"],
+                                region_scale=a["region_scale"], reduce=int(a["reduce"]))
+    return found, stack, boxes, curve, k
 
 
 def spot_windows(source, model, window, stride=None, threshold=2.5, rest=0.8, threads=2):

@@ -70,7 +70,7 @@ rule crop_faces:
         samples=f"{RES}/samples/{{dataset}}.tsv",
         landmarks=f"{RES}/landmarks/{{dataset}}/sub{{subject}}.tsv",
         apex=f"{RES}/apex/{{dataset}}/sub{{subject}}.tsv",
-        code=code("preprocess.crops", "preprocess.align"),
+        code=code("preprocess.crops", "preprocess.align", "preprocess.apex"),
     output:
         f"{RES}/crops/{{dataset}}/sub{{subject}}.h5",
     log:

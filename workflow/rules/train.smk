@@ -6,6 +6,8 @@ TRAIN_CODE = code(
     "train.single",
     "train.outputs",
     "train.inference",
+    "train.modelfile",
+    "config",
     "train.augment",
     "train.data",
     "preprocess.flow",

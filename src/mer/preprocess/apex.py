@@ -90,10 +90,36 @@ COLUMNS = ["subject", "filename", "clip", "onset", "offset", "apex_sheet", "apex
            "annotated_fallback", "mid", "face_shift", "ok", "reason"]
 
 
-def spot_apex(curve, eps):
+# The frame choices of a clip (an experiment's `frame`), each with the apex table's column that holds it.
+FRAMES = {"onset": "onset", "apex": "apex_spotted", "annotated": "apex_annotated", "mid": "mid"}
+
+
+def apex_of_curve(curve, eps):
     """Index (0-based within the clip) of the spotted apex: argmax of M over eps..T-1."""
     start = eps if len(curve) > eps else 0
     return start + int(np.argmax(curve[start:]))
+
+
+def spot_clip(stack, points, *, eps=3, use_offset=True, region_scale=0.5, reduce=1):
+    """(M_i curve, apex index within the clip, region boxes) of a grey clip `stack` (T, H, W) decoded at
+    1/reduce scale. points: the clip's landmarks in full-scale px, (68, 2) from one detection or (T, 68, 2)
+    from every frame's (then the boxes are per frame)."""
+    points = np.asarray(points) / reduce  # in the reduced clip's px
+    if points.ndim == 2:
+        boxes = region_boxes(points, stack.shape[1:], region_scale)
+    else:
+        boxes = [region_boxes(p, stack.shape[1:], region_scale) for p in points]
+    curve = spot_curve(stack, boxes, eps=eps, use_offset=use_offset)
+    return curve, apex_of_curve(curve, eps), boxes
+
+
+def frame_choices(numbers, apex, annotated=None):
+    """{frame choice (FRAMES): frame number} of a clip whose frames are `numbers` (onset..offset): its onset;
+    `apex`, the spotted apex; `annotated`, the coding sheet's apex (the spotted one where there is none); and
+    mid, the frame halfway (by position) between the onset and the apex, the paper's non-apex ablation."""
+    numbers = list(numbers)
+    mid = numbers[numbers.index(apex) // 2]
+    return {"onset": numbers[0], "apex": apex, "annotated": apex if annotated is None else annotated, "mid": mid}
 
 
 def check_face(gray, mark, frame, max_shift, upsample=0):
@@ -148,13 +174,10 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
             row["reason"] = f"sub{subject} {filename}: {e}"
             rows.append(row)
             continue
-        pts = to_array(lm) / reduce  # landmarks in the reduced clip's px
-        if len(lm) == 1:
-            boxes = region_boxes(pts[0], clip.shape[1:], region_scale)
-        else:
-            boxes = [region_boxes(p, clip.shape[1:], region_scale) for p in pts]
-        m = spot_curve(clip, boxes, eps=eps, use_offset=use_offset)
-        apex = onset + spot_apex(m, eps)
+        points = to_array(lm)
+        m, k, _ = spot_clip(clip, points[0] if len(lm) == 1 else points, eps=eps, use_offset=use_offset,
+                            region_scale=region_scale, reduce=reduce)
+        apex = onset + k
         curves += [{"subject": subject, "filename": filename, "clip": row["clip"], "frame": onset + k, "m": float(v)}
                    for k, v in enumerate(m)]
         row["apex_spotted"] = apex
@@ -171,11 +194,12 @@ def spot_subject(samples_tsv, landmarks_tsv, subject, root, pattern, out, curves
                 rows.append(row)
                 continue
         fallback = sheet_apex is None
+        frames = frame_choices(range(onset, offset + 1), apex, sheet_apex)
         row.update({
             "apex_spotted": apex,
-            "apex_annotated": apex if fallback else sheet_apex,
+            "apex_annotated": frames["annotated"],
             "annotated_fallback": fallback,
-            "mid": (onset + apex) // 2,
+            "mid": frames["mid"],
             "ok": True,
         })
         if fallback:

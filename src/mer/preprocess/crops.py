@@ -1,9 +1,9 @@
 """The HDF5 face-crop cache: one file per subject, one group per clip. Training reads only this.
 
 Group `/<clip>` (the filename, or filename@onset for clips sharing one) attrs: subject, filename, clip, emotion,
-label_<task>, onset, offset, frame_<kind>, sha1_<kind> (of the source JPEG's bytes).
-Datasets `<kind>`: uint8 (S, S, 3) RGB.
-Kinds: onset, apex (spotted), annotated (sheet apex, spotted where missing), mid (non-apex ablation).
+label_<task>, onset, offset, frame_<frame>, sha1_<frame> (of the source JPEG's bytes).
+Datasets `<frame>`, one per frame choice (mer.preprocess.apex.FRAMES): uint8 (S, S, 3) RGB.
+Frame choices: onset, apex (spotted), annotated (sheet apex, spotted where missing), mid (non-apex ablation).
 """
 
 import hashlib
@@ -15,9 +15,17 @@ import numpy as np
 from mer.datasets.frames import clip_of, decode_frame, frame_path
 from mer.io import atomic_path, read_rows
 from mer.preprocess.align import align_crop
+from mer.preprocess.apex import FRAMES
 from mer.preprocess.landmarks import is_ok, rows_by_clip, to_array
 
-KINDS = {"onset": "onset", "apex": "apex_spotted", "annotated": "apex_annotated", "mid": "mid"}
+
+def crop_clip(frames, image, points, size=224, align="eyes"):
+    """{frame choice: aligned RGB crop (size, size, 3) uint8} of a clip. frames: {frame choice: frame number};
+    image(frame): that frame's BGR image; points: the clip's landmarks in px, (68, 2) from one detection,
+    or {frame: (68, 2)} from every frame's (each frame is then aligned on its own points)."""
+    return {choice: cv2.cvtColor(align_crop(image(f), points[f] if isinstance(points, dict) else points, size,
+                                            align), cv2.COLOR_BGR2RGB)
+            for choice, f in frames.items()}
 
 
 def crop_subject(samples_tsv, landmarks_tsv, apex_tsv, subject, root, pattern, out, *, size=224,
@@ -41,28 +49,40 @@ def crop_subject(samples_tsv, landmarks_tsv, apex_tsv, subject, root, pattern, o
             g.attrs.update({"subject": subject, "filename": r["filename"], "clip": clip, "emotion": r["emotion"],
                             "onset": int(r["onset"]), "offset": int(r["offset"])})
             g.attrs.update({c: v for c, v in r.items() if c.startswith("label_")})
-            for kind, col in KINDS.items():
-                f = int(r[col])
-                path = frame_path(root, pattern, subject, r["filename"], f, r["emotion"])
-                # Per-frame landmarks: use that frame's points; else the clip's one detection.
-                row = [m for m in lm if int(m["frame"]) == f] if len(lm) > 1 else lm
-                data = path.read_bytes()  # read once: decoded and hashed
-                crop = align_crop(decode_frame(data, path, gray=False), to_array(row)[0], size, align)
-                g.create_dataset(kind, data=cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
-                g.attrs[f"frame_{kind}"] = f
-                g.attrs[f"sha1_{kind}"] = hashlib.sha1(data).hexdigest()
+            frames = {choice: int(r[col]) for choice, col in FRAMES.items()}
+            # Per-frame landmarks: each frame's points; else the clip's one detection.
+            points = to_array(lm)
+            points = {int(m["frame"]): p for m, p in zip(lm, points, strict=True)} if len(lm) > 1 else points[0]
+            image, sha1 = _jpeg_reader(root, pattern, subject, r)
+            for choice, crop in crop_clip(frames, image, points, size, align).items():
+                g.create_dataset(choice, data=crop)
+                g.attrs[f"frame_{choice}"] = frames[choice]
+                g.attrs[f"sha1_{choice}"] = sha1[frames[choice]]
             n += 1
     print(f"sub{subject}: cached {n} clips at {size}px ({align} alignment)")
     return n
 
 
-def read_cache(path, kind="apex"):
-    """(images (N, S, S, 3) uint8, attrs DataFrame) of one subject's cache."""
+def _jpeg_reader(root, pattern, subject, row):
+    """(image(frame) for crop_clip from one clip's JPEGs, {frame: SHA-1 of the file} that it fills)."""
+    sha1 = {}
+
+    def image(f):
+        path = frame_path(root, pattern, subject, row["filename"], f, row["emotion"])
+        data = path.read_bytes()  # read once: decoded and hashed
+        sha1[f] = hashlib.sha1(data).hexdigest()
+        return decode_frame(data, path, gray=False)
+
+    return image, sha1
+
+
+def read_cache(path, frame="apex"):
+    """(images (N, S, S, 3) uint8, attrs DataFrame) of one subject's cache: the `frame` choice's crops."""
     import pandas as pd  # here, not at the top: the crop jobs, which import this module, never need it
 
     with h5py.File(path, "r") as h5:
         size = int(h5.attrs["size"])
-        images = [h5[name][kind][()] for name in h5]
+        images = [h5[name][frame][()] for name in h5]
         attrs = [{k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5[name].attrs.items()}
                  for name in h5]
     return (np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)), pd.DataFrame(attrs)

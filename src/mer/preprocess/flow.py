@@ -19,7 +19,7 @@ import numpy as np
 from mer.io import atomic_path
 
 METHODS = ("tvl1", "dis", "farneback")
-KIND = "flow_apex"  # the dataset name in a flow cache: onset -> apex
+DATASET = "flow_apex"  # the dataset name in a flow cache: onset -> apex
 
 
 def optical_flow(onset, apex, method="tvl1", lam=0.15):
@@ -51,6 +51,11 @@ def flow_input(onset, apex, method="tvl1", lam=0.15):
     return np.dstack([u, v, strain(u, v)]).astype(np.float32)
 
 
+def flow_clip(crops, method="tvl1", lam=0.15):
+    """A clip's flow input (flow_input) from its crops {frame choice: RGB uint8}: onset -> apex."""
+    return flow_input(crops["onset"], crops["apex"], method, lam)
+
+
 def resize_flow(flow, size):
     """A flow input resized to (size, size): the field is resampled (INTER_AREA) and u, v are scaled with
     the image, since they are in px; strain, a ratio of lengths, is not."""
@@ -70,7 +75,8 @@ def flow_subject(crops_h5, out, method="tvl1", lam=0.15):
         for name in src:
             g = h5.create_group(name)
             g.attrs.update({**dict(src[name].attrs), **params})
-            g.create_dataset(KIND, data=flow_input(src[name]["onset"][()], src[name]["apex"][()], method, lam))
+            crops = {frame: src[name][frame][()] for frame in ("onset", "apex")}
+            g.create_dataset(DATASET, data=flow_clip(crops, method, lam))
         n = len(src)
     print(f"{out}: onset->apex flow ({method}) of {n} clips")
     return n

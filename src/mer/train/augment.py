@@ -54,7 +54,7 @@ def draw_epoch(n, seed, epoch, batch_size, hflip=True, rotate=15.0):
 class Inputs:
     """Turns a batch (M, C, S, S) of a fold's samples on the device into the model's float32 input.
 
-    kind: the experiment's `input` (mer.train.data.input_datasets): 'frame', a uint8 RGB crop; 'difference', a
+    input: the experiment's `input` (mer.train.data.input_datasets): 'frame', a uint8 RGB crop; 'difference', a
     crop and the onset crop (6 uint8 channels), entering as their difference (both get the same grayscale,
     flip and rotation, and these are linear, so differencing first is the same and cheaper); 'flow', float32
     u, v (px) and strain, whose vectors turn with the image: a flip negates u, a rotation rotates (u, v).
@@ -64,14 +64,14 @@ class Inputs:
     The constants are device tensors made once, so a CUDA graph can capture `train` (no host copy in it).
     """
 
-    def __init__(self, mean, std, grayscale=True, device="cpu", kind="frame"):
-        if kind not in INPUTS:
-            raise ValueError(f"input {kind!r} is not one of {INPUTS}")
-        self.kind = kind
-        self.grayscale = bool(grayscale) and kind != "flow"
+    def __init__(self, mean, std, grayscale=True, device="cpu", input="frame"):
+        if input not in INPUTS:
+            raise ValueError(f"input {input!r} is not one of {INPUTS}")
+        self.input = input
+        self.grayscale = bool(grayscale) and input != "flow"
         self.gray = torch.tensor(GRAY, device=device).view(1, 3, 1, 1)
-        mean = [0.0, 0.0, 0.0] if kind != "frame" else mean
-        std = [1.0, 1.0, 1.0] if kind == "flow" else std
+        mean = [0.0, 0.0, 0.0] if input != "frame" else mean
+        std = [1.0, 1.0, 1.0] if input == "flow" else std
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
 
@@ -93,7 +93,7 @@ class Inputs:
         theta = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        if self.kind == "flow":
+        if self.input == "flow":
             # the content at p moves to R^T p (R = theta's 2x2, x right, y down), so does each displacement;
             # a flipped sample's u changes sign first
             u = torch.where(flip, -1.0, 1.0).to(x.dtype).view(-1, 1, 1) * x[:, 0]
@@ -102,9 +102,9 @@ class Inputs:
         return (x - self.mean) / self.std
 
     def _unit(self, x):
-        if self.kind == "flow":
+        if self.input == "flow":
             return x.to(torch.get_default_dtype())
         x = x.to(torch.get_default_dtype()) / 255  # 0..1 (float32 unless a test asks for float64)
-        if self.kind == "difference":
+        if self.input == "difference":
             x = x[:, :3] - x[:, 3:]  # the crop minus the onset crop, -1..1
         return (x * self.gray).sum(1, keepdim=True).expand(-1, 3, -1, -1) if self.grayscale else x

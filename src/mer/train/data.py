@@ -114,7 +114,7 @@ def load_samples(cache_paths, task, frame, classes, resize=None):
                 missing = [f for f in names if f not in g]
                 if missing:
                     raise KeyError(f"{path}:/{name} has no {missing} (has {sorted(g)})")
-                images.append(np.concatenate([prepare(g[f][()], resize) for f in names], axis=-1))
+                images.append(assemble([g[f][()] for f in names], resize))
                 labels.append(index[label])
                 subjects.append(subject_of(g))
                 filenames.append(str(g.attrs.get("clip", g.attrs.get("filename", name))))
@@ -131,18 +131,32 @@ def input_datasets(c):
     """The cache datasets an experiment's input reads, in channel order: `frame` its crop (uint8 RGB);
     `difference` that crop and the onset crop (6 uint8 channels; Inputs subtracts them after augmenting both
     alike); `flow` the onset -> apex flow of the flow cache (mer.preprocess.flow, float32 u, v, strain)."""
-    kind, frame = c.get("input", "frame"), c["frame"]
-    if kind == "frame":
+    input, frame = c.get("input", "frame"), c["frame"]
+    if input == "frame":
         return (frame,)
-    if kind == "difference":
+    if input == "difference":
         if frame == "onset":
             raise ValueError(f"experiment {c.get('name')!r}: input 'difference' needs a frame other than the onset")
         return (frame, "onset")
-    if kind == "flow":
+    if input == "flow":
         if frame != "apex":
             raise ValueError(f"experiment {c.get('name')!r}: input 'flow' is onset -> apex flow; frame must be 'apex'")
-        return (flow.KIND,)
-    raise ValueError(f"experiment {c.get('name')!r}: input {kind!r} is not one of {INPUTS}")
+        return (flow.DATASET,)
+    raise ValueError(f"experiment {c.get('name')!r}: input {input!r} is not one of {INPUTS}")
+
+
+def assemble(datasets, size=None):
+    """One sample's model input (S, S, C): its cached datasets (input_datasets' order) each at the input size
+    (prepare), stacked along channels."""
+    return np.concatenate([prepare(a, size) for a in datasets], axis=-1)
+
+
+def clip_input(c, crops, flow_settings=None):
+    """The model input (S, S, C) of one clip from its aligned crops {frame choice: RGB uint8} at the crop
+    cache's size, as training reads it from the caches: the flow dataset computed from them as the flow cache's
+    is (mer.preprocess.flow.flow_clip, with flow_settings {'method', 'lambda'})."""
+    return assemble([flow.flow_clip(crops, flow_settings["method"], flow_settings["lambda"])
+                     if name == flow.DATASET else crops[name] for name in input_datasets(c)], int(c["size"]))
 
 
 def prepare(array, size=None):

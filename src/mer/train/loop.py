@@ -27,7 +27,8 @@ from mer.train.augment import to_device
 from mer.train.data import AUDIT_FILE, input_datasets, load_samples, subject_key
 from mer.train.folds import FINAL, plan_fold
 from mer.train.inference import predict
-from mer.train.outputs import audit_rows, plain, state, write_final, write_fold
+from mer.train.modelfile import plain, state
+from mer.train.outputs import audit_rows, write_final, write_fold
 from mer.train.settings import RUNTIME_KEYS, determinism, resolve
 
 

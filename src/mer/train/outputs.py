@@ -1,7 +1,6 @@
 """A trained fold's files: predictions.tsv, the leakage audit's per-epoch predictions, model.pt, fold.json;
 and a final model's model.pt and model.json (what `mer predict` reads)."""
 
-import json
 import platform
 
 import numpy as np
@@ -11,11 +10,9 @@ import torch
 import torchvision
 
 import mer
-from mer.io import atomic_path, write_json, write_tsv
+from mer.io import write_json, write_tsv
 from mer.train.data import fold_subjects
-
-# The `format` entry of every model.pt and model.json this version writes; mer predict reads only this one.
-MODEL_FORMAT = "mer-model/1"
+from mer.train.modelfile import MODEL_FORMAT, save
 
 
 def prediction_table(fold, data, probs, classes):
@@ -60,7 +57,7 @@ def write_fold(fold, data, probs, classes, model_state, c, settings, start, extr
     fold.json entries."""
     test = fold.test
     write_tsv(prediction_table(fold, data, probs, classes), fold.out_dir / "predictions.tsv")
-    save_model(model_state, fold.out_dir / "model.pt")
+    save(fold.out_dir / "model.pt", model_state)
     epochs = int(c["epochs"])
     info = dict(
         held_out=fold.held_out, train_subjects=fold_subjects(data.subjects[i] for i in fold.train),
@@ -79,7 +76,7 @@ def write_final(fold, data, model_state, c, settings, extra, seconds):
     """The final model's model.pt and, last, model.json: what `mer predict` needs to prepare a clip as the
     training crops were (classes, input size and kind, frame choice, preprocessing settings) and what a user
     should know of it (training samples, versions; the LOSO scores come in `extra`)."""
-    save_model(model_state, fold.out_dir / "model.pt")
+    save(fold.out_dir / "model.pt", model_state)
     info = dict(
         format=MODEL_FORMAT, experiment=c["name"], backbone=c["backbone"], task=c["task"],
         classes=list(c["classes"]), input=c["input"], frame=c["frame"], input_size=int(c["size"]),
@@ -92,31 +89,3 @@ def write_final(fold, data, model_state, c, settings, extra, seconds):
     )
     write_json(info, fold.out_dir / "model.json")
     return info
-
-
-def save_model(model_state, path):
-    with atomic_path(path) as tmp:
-        torch.save(model_state, tmp)
-
-
-def state(model_state, optimizer_state, epoch, cfg, held_out, history):
-    """model.pt's content: tensors and plain Python only, so torch.load(weights_only=True) reads it.
-    `format` tells mer predict which layout it is (MODEL_FORMAT)."""
-    return dict(format=MODEL_FORMAT, model=cpu(model_state), optimizer=cpu(optimizer_state), epoch=int(epoch),
-                config=plain(cfg), held_out=str(held_out), history=history)
-
-
-def plain(cfg):
-    """cfg as plain dict/list/str/number, whatever mapping came in (Snakemake's config, say)."""
-    return json.loads(json.dumps(cfg))
-
-
-def cpu(obj):
-    """Tensors (in nested dicts, lists and tuples) detached and on the CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(cpu(v) for v in obj)
-    return obj

@@ -16,8 +16,8 @@ from mer.train.augment import Inputs
 from mer.train.data import epoch_seed
 from mer.train.folds import epoch_batches
 from mer.train.losses import build_loss
+from mer.train.modelfile import cpu
 from mer.train.models import build_model
-from mer.train.outputs import cpu
 from mer.train.settings import device_settings
 
 
