@@ -4,7 +4,7 @@ import pytest
 
 from mer.train.data import (
     clip_input,
-    fold_subjects,
+    distinct_subjects,
     input_datasets,
     load_samples,
     load_split,
@@ -47,7 +47,7 @@ def write_cache(folder, subjects=("01", "02", "03"), n=5, size=32, unlabelled=()
 
 def test_split_leaves_one_subject_out(tmp_path):
     paths = write_cache(tmp_path)
-    for held in fold_subjects(["01", "02", "03"]):
+    for held in distinct_subjects(["01", "02", "03"]):
         train, test = load_split(paths, "5class", "apex", held, CLASSES)
         assert set(test.subjects) == {held}
         assert held not in set(train.subjects)
@@ -81,7 +81,7 @@ def test_subject_without_samples_gets_no_fold(tmp_path):
     assert subjects_with_samples(paths, "3class") == ["01", "02", "03", "04"]
     with pytest.raises(ValueError, match="04"):
         load_split(paths, "5class", "apex", "04", CLASSES)
-    assert fold_subjects(["10", "2", "2", "01"]) == ["01", "2", "10"]
+    assert distinct_subjects(["10", "2", "2", "01"]) == ["01", "2", "10"]
     assert subject_key("sub07") == subject_key("07") == subject_key(7) == "7"
 
 

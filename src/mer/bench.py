@@ -152,11 +152,11 @@ def _bench_step(backbone, size, batch, k, graph, compiled, device, bf16=False):
     models += [copy.deepcopy(models[0]) for _ in range(k - 1)]  # weights do not matter to a timing
     inputs = Inputs(models[0].pretrained_cfg["mean"], models[0].pretrained_cfg["std"], True, device)
     if k > 1:
-        run = dict(device=device, amp=bf16, channels_last=False)  # as mer.train.fused.fused_settings
+        settings = dict(device=device, amp=bf16, channels_last=False)  # as mer.train.fused.fused_settings
         products_like_convolutions(device)  # as mer.train.fused.FusedFolds
-        fused = FusedModels(models, device, compute_dtype(run))
+        fused = FusedModels(models, device, compute_dtype(settings))
         fused.train()
-        step = _Step(fused, FusedAdam(fused.params, lr=1e-4), FocalLoss(), inputs, images, labels, run, k, batch,
+        step = _Step(fused, FusedAdam(fused.params, lr=1e-4), FocalLoss(), inputs, images, labels, settings, k, batch,
                      compiled=compiled)
         active = torch.ones(k, device=device)
         if graph:

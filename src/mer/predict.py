@@ -44,7 +44,7 @@ class Model:
     paths: list  # the model.pt files
     device: torch.device
     inputs: Inputs = field(repr=False)
-    run: dict = field(repr=False)
+    settings: dict = field(repr=False)  # device settings (mer.train.settings.device_settings)
 
     @property
     def classes(self):
@@ -96,13 +96,13 @@ def load_model(path, device=None, ensemble=False):
         if modelfile.contract(other) != modelfile.contract(c):
             raise PredictError(f"{f}: not the same kind of model as {files[0]} (classes, input or preprocessing "
                                "differ): an ensemble needs models of one experiment")
-    run = device_settings(c, device)
+    settings = device_settings(c, device)
     for k, net in enumerate(nets):
         net = net.to(device).eval()
-        nets[k] = net.to(memory_format=torch.channels_last) if run["channels_last"] else net
+        nets[k] = net.to(memory_format=torch.channels_last) if settings["channels_last"] else net
     inputs = Inputs(nets[0].pretrained_cfg["mean"], nets[0].pretrained_cfg["std"], c["augment"]["grayscale"],
                     device, c["input"])
-    return Model(nets, c, files, device, inputs, run)
+    return Model(nets, c, files, device, inputs, settings)
 
 
 @dataclass
@@ -185,7 +185,7 @@ def _predict(clip, model, onset, offset, apex, threads, t0):
                      p["crop"]["align"])
     crops = {k: prepare(full[f], int(c["size"])) for k, f in (("onset", "onset"), ("frame", c["frame"]))}
     x = to_device(clip_input(c, full, p.get("flow"))[None], model.device)
-    probs = np.mean([predict(net, x, model.inputs, model.run)[0] for net in model.nets], axis=0)
+    probs = np.mean([predict(net, x, model.inputs, model.settings)[0] for net in model.nets], axis=0)
     classes = model.classes
     return Prediction(
         input=name, onset=onset, offset=offset, apex_spotted=int(spotted), apex=int(apex), frame=int(frame),

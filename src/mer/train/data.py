@@ -35,7 +35,8 @@ def subject_sort_key(subject):
 
 
 @dataclass
-class Split:
+class Samples:
+    """Samples of a task, in cache order: every one of them (load_samples), or a selection."""
     images: np.ndarray  # (N, S, S, C): uint8 RGB crops (C = 3, or 6 for a difference), float32 flow
     labels: np.ndarray  # int64 (N,), index into `classes`
     subjects: list  # subject id per sample: the cache's, qualified by its dataset where it names one ('casme2-01')
@@ -46,9 +47,9 @@ class Split:
 
     def select(self, mask):
         mask = np.asarray(mask, dtype=bool)
-        return Split(self.images[mask], self.labels[mask],
-                     [s for s, m in zip(self.subjects, mask, strict=True) if m],
-                     [f for f, m in zip(self.filenames, mask, strict=True) if m])
+        return Samples(self.images[mask], self.labels[mask],
+                       [s for s, m in zip(self.subjects, mask, strict=True) if m],
+                       [f for f, m in zip(self.filenames, mask, strict=True) if m])
 
 
 def _labelled_groups(h5, task):
@@ -79,12 +80,12 @@ def subjects_with_samples(cache_paths, task):
         with h5py.File(path, "r") as h5:
             name = subject_namer(h5)
             subjects += [name(g) for _, g, _ in _labelled_groups(h5, task)]
-    return fold_subjects(subjects)
+    return distinct_subjects(subjects)
 
 
-def fold_subjects(samples_subjects):
-    """One LOSO fold per distinct subject among the samples' subjects, sorted; a subject with no
-    sample for the task is not in the list and so gets no fold."""
+def distinct_subjects(samples_subjects):
+    """The distinct subjects among the samples' subjects, in fold order (subject_sort_key): one LOSO fold
+    each; a subject with no sample for the task is not in the list and so gets no fold."""
     return sorted({str(s) for s in samples_subjects}, key=subject_sort_key)
 
 
@@ -96,7 +97,7 @@ def load_split(cache_paths, task, frame, held_out, classes, resize=None):
 
 
 def load_samples(cache_paths, task, frame, classes, resize=None):
-    """Every sample labelled for `task`, as one Split.
+    """Every sample labelled for `task`, as one Samples.
 
     frame: the cache dataset of each sample ('apex'), or several (input_datasets) stacked along channels.
     resize: input size in px; each dataset is resized once here (prepare) when it differs from the cache's.
@@ -120,7 +121,7 @@ def load_samples(cache_paths, task, frame, classes, resize=None):
                 filenames.append(str(g.attrs.get("clip", g.attrs.get("filename", name))))
     if not images:
         raise ValueError(f"no samples labelled for task {task!r} in {len(cache_paths)} cache file(s)")
-    return Split(np.stack(images), np.asarray(labels, dtype=np.int64), subjects, filenames)
+    return Samples(np.stack(images), np.asarray(labels, dtype=np.int64), subjects, filenames)
 
 
 # `input` of an experiment: what the model sees (mer.train.augment.Inputs turns it into the network's input)

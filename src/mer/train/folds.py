@@ -13,7 +13,7 @@ import torch
 
 from mer.datasets.catalog import split_fold
 from mer.train.augment import draw_epoch
-from mer.train.data import fold_subjects, held_out_mask, subject_key
+from mer.train.data import distinct_subjects, held_out_mask, subject_key
 
 # held_out of the final model (train_final): every subject trains, none is held out.
 FINAL = "final"
@@ -77,7 +77,7 @@ def _inner_val_split(train, subjects, fraction, seed):
     """
     if fraction <= 0:
         return train, train[:0]
-    distinct = fold_subjects(subjects)
+    distinct = distinct_subjects(subjects)
     k = min(max(1, round(fraction * len(distinct))), len(distinct) - 1)
     chosen = set(random.Random(seed).sample(distinct, k)) if k > 0 else set()
     is_val = np.array([s in chosen for s in subjects], dtype=bool)

@@ -11,7 +11,7 @@ import torchvision
 
 import mer
 from mer.io import write_json, write_tsv
-from mer.train.data import fold_subjects
+from mer.train.data import distinct_subjects
 from mer.train.modelfile import MODEL_FORMAT, save
 
 
@@ -60,8 +60,8 @@ def write_fold(fold, data, probs, classes, model_state, c, settings, start, extr
     save(fold.out_dir / "model.pt", model_state)
     epochs = int(c["epochs"])
     info = dict(
-        held_out=fold.held_out, train_subjects=fold_subjects(data.subjects[i] for i in fold.train),
-        val_subjects=fold_subjects(data.subjects[i] for i in fold.val), n_train=len(fold.train),
+        held_out=fold.held_out, train_subjects=distinct_subjects(data.subjects[i] for i in fold.train),
+        val_subjects=distinct_subjects(data.subjects[i] for i in fold.val), n_train=len(fold.train),
         n_val=len(fold.val), n_test=len(test), epochs_run=epochs, resumed_from_epoch=start,
         epochs_this_run=epochs - start, seed=fold.seed, device=str(settings["device"]), amp_bf16=settings["amp"],
         channels_last=settings["channels_last"], deterministic=bool(c["deterministic"]),
@@ -82,7 +82,7 @@ def write_final(fold, data, model_state, c, settings, extra, seconds):
         classes=list(c["classes"]), input=c["input"], frame=c["frame"], input_size=int(c["size"]),
         grayscale=bool(c["augment"]["grayscale"]), preprocess=c.get("preprocess"),
         n_train=len(fold.train), n_val=len(fold.val),
-        train_subjects=fold_subjects(data.subjects[i] for i in fold.train),
+        train_subjects=distinct_subjects(data.subjects[i] for i in fold.train),
         train_per_class={cls: int((data.labels[fold.train] == i).sum()) for i, cls in enumerate(c["classes"])},
         epochs=int(c["epochs"]), seed=fold.seed, device=str(settings["device"]), versions=versions(),
         seconds=round(seconds, 3), **extra,
