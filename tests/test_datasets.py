@@ -272,9 +272,9 @@ def test_composite_mirror_reads_back_as_the_composite_list(tmp_path):
 
 @shared
 def test_samm_mirror_rows_are_the_sheets():
-    from mer.demo import _mirrored_rows
+    from mer.demo.sheets import mirrored_rows
 
-    rows = pd.DataFrame(_mirrored_rows(DATA / "samm" / "SAMM_Micro_FACS_Codes_v2.xlsx", "samm"))
+    rows = pd.DataFrame(mirrored_rows(DATA / "samm" / "SAMM_Micro_FACS_Codes_v2.xlsx", "samm"))
     sheet = read_clips("samm", root=DATA / "samm")
     assert len(rows) == 159 and rows.subject.tolist() == sheet.subject.tolist()
     assert rows.onset.tolist() == sheet.onset.tolist() and rows.emotion.tolist() == sheet.emotion.str.lower().tolist()

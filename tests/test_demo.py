@@ -10,6 +10,7 @@ import pytest
 
 from mer import demo
 from mer.datasets.sheet import load_raw
+from mer.demo import render, sheets
 from mer.preprocess.dlibmodels import model_path
 
 HEADER = "Subject,Filename,,OnsetFrame,ApexFrame,OffsetFrame,,Action Units,Estimated Emotion"
@@ -36,7 +37,7 @@ def gray_clip(root, row):
 
 def face_energy(root, row, seed=0):
     """Per frame: sum over the face (landmark box of the subject's neutral face) of |frame - onset|."""
-    _, points, _, _ = demo.neutral(seed, int(row.subject))
+    _, points, _, _ = render.neutral(seed, int(row.subject))
     x0, y0 = np.floor(points.min(axis=0)).astype(int)
     x1, y1 = np.ceil(points.max(axis=0)).astype(int)
     clip = gray_clip(root, row)[:, y0:y1, x0:x1]
@@ -58,7 +59,7 @@ def test_layout_and_header(small):
     assert len(rows) == 10
     assert sorted(set(rows.subject)) == ["01", "02"]
     for subject, group in rows.groupby("subject"):
-        assert sorted(group.emotion) == sorted(demo.CLASSES), subject
+        assert sorted(group.emotion) == sorted(sheets.CLASSES), subject
     for r in rows.itertuples():
         onset, apex, offset = int(r.onset), int(r.apex), int(r.offset)
         assert 1 <= onset <= 60 and 24 <= offset - onset + 1 <= 40
@@ -83,10 +84,10 @@ def test_determinism(tmp_path):
 
 
 def test_time_profile():
-    p = demo.time_profile(range(10, 31), 10, 16, 30)
+    p = render.time_profile(range(10, 31), 10, 16, 30)
     assert p[0] == pytest.approx(0) and p[6] == pytest.approx(1) and p[-1] == pytest.approx(0)
     assert np.all(np.diff(p[:7]) > 0) and np.all(np.diff(p[6:]) < 0)
-    q = demo.time_profile(range(5, 9), 5, 5, 8)  # apex at onset (a quirk of the real sheet)
+    q = render.time_profile(range(5, 9), 5, 5, 8)  # apex at onset (a quirk of the real sheet)
     assert q[0] == pytest.approx(1) and q[-1] == pytest.approx(0)
 
 
@@ -100,7 +101,7 @@ def test_true_apex_has_peak_motion(small):
 def peak_change(root, row, seed=0):
     """Largest local change from the onset over the clip: 99.5th percentile over the face of
     |frame - onset| (grey levels, blurred with sigma 2 px to average out the sensor noise)."""
-    _, points, _, _ = demo.neutral(seed, int(row.subject))
+    _, points, _, _ = render.neutral(seed, int(row.subject))
     x0, y0 = np.floor(points.min(axis=0)).astype(int)
     x1, y1 = np.ceil(points.max(axis=0)).astype(int)
     clip = gray_clip(root, row)[:, y0:y1, x0:x1]

@@ -1,48 +1,15 @@
-"""A generated dataset shaped like CASME II, for users without the licensed data.
+"""The demo's faces and clips: each subject's identity warped from one public-domain portrait, AU-like motion
+rising to the apex and back, head jitter and sensor noise, rendered to frames (mer.demo)."""
 
-Every subject is the public-domain astronaut portrait shipped with scikit-image (`skimage.data.astronaut`),
-warped into its own identity (size, face shape, tilt, position, skin tone, lighting) and placed on a grey
-background in a 640x480 frame. Each clip is that neutral face deformed by an emotion-specific, AU-like
-local motion (displacement field at landmark groups, Gaussian falloff) that rises from 0 at onset to its
-peak at the true apex and falls back to 0 at offset, plus slight head jitter and sensor noise.
-
-Layout written (as CASME II's raw release): out/frames/sub01/EP02_01f/img46.jpg, and out/coding.csv
-with CASME II's header. The Apex column holds the true apex frame. The same faces in the layouts of the
-other composite datasets (`layout`): SAMM's (grey JPEGs 006/006_1_2/006_05562.jpg with absolute frame
-numbers, and a sheet with notes above SAMM's header) and SMIC-HS's (s1/micro/negative/s1_ne_01/image1.bmp,
-no sheet: the class is the folder; out/coding.csv then only records what was drawn).
-"""
-
-import csv
 import functools
-import multiprocessing
-import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from mer.datasets.catalog import BUILTIN, MEGC2019
-from mer.datasets.sheet import APEX_MISSING, cell_text, int_cell, load_raw, normalise_subject
-from mer.io import atomic_path
+from mer.datasets.catalog import BUILTIN
 
 FRAME_W, FRAME_H = 640, 480
-HEADER = ["Subject", "Filename", "", "OnsetFrame", "ApexFrame", "OffsetFrame", "", "Action Units",
-          "Estimated Emotion"]
-CLASSES = ["happiness", "disgust", "repression", "surprise", "others"]
-# The datasets the demo can imitate: frame pattern (mer.datasets.catalog) and the emotions drawn. SAMM's and
-# SMIC's cover the composite's 3 classes (SAMM's 'other' is left out of it, as CASME II's 'others').
-LAYOUTS = {
-    "casme2": dict(classes=CLASSES),
-    "samm": dict(classes=["anger", "happiness", "surprise", "contempt", "other"]),
-    "smic_hs": dict(classes=MEGC2019),
-}
-SAMM_FIRST_FRAME = 4000  # SAMM's frame numbers are indices in a long recording: the generated ones start here
-SAMM_NOTES = 13  # lines of notes above SAMM's header (its sheet's header is on line 14)
-SAMM_HEADER = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
-               "Micro", "Action Units", "Estimated Emotion", "Objective Classes", "Notes"]
-SMIC_ABBREV = {"negative": "ne", "positive": "po", "surprise": "sur"}
-
 DEFAULT_AMPLITUDE = 5.0  # px in the 640x480 frame: peak AU displacement (about 2% of the face height)
 # Head jitter: smooth, mean-reverting global translation of the head, RMS px per axis (peak to peak about
 # 0.4 px). Larger (0.3 px) or faster jitter moves the whole face's edges enough to hide the apex of the
@@ -98,7 +65,7 @@ EMOTION_AUS = {
 }
 
 
-def _rng(seed, subject, purpose, k=0):
+def stream(seed, subject, purpose, k=0):
     """Independent random stream per (seed, subject, purpose, clip index).
 
     purpose: 0 sheet rows, 1 identity, 2 clip noise and jitter, 3 label shuffle, 4 clip AUs."""
@@ -131,7 +98,7 @@ def base_face():
 
 def identity(seed, subject):
     """A subject's look, drawn from its own RNG: face warp, position, skin tone, lighting."""
-    rng = _rng(seed, subject, 1)
+    rng = stream(seed, subject, 1)
     return {
         "scale": rng.uniform(0.9, 1.1),  # face size relative to FACE_SCALE
         "aspect": rng.uniform(0.93, 1.07),  # width/height factor: face shape
@@ -270,7 +237,7 @@ def render_clip(job):
     base, points, m, (x0, y0, x1, y1) = neutral(seed, subj)
     onset, apex, offset = job["onset"], job["apex"], job["offset"]
     frames = np.arange(onset, offset + 1)
-    rng = _rng(seed, subj, 2, k)
+    rng = stream(seed, subj, 2, k)
     # Backward map over the head box: output pixel x shows the neutral face at x - shift * field - jitter.
     gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
     grid = np.dstack([gx, gy])
@@ -309,220 +276,3 @@ def render_clip(job):
         path.write_bytes(buf.tobytes())
     return len(frames)
 
-
-# ------------------------------------------------------------------------------------------------- sheet
-
-
-def _generated_rows(subjects, clips_per_subject, seed, layout="casme2"):
-    """Sheet rows (dicts) of a generated dataset: emotions cycle through the layout's classes, shuffled per
-    subject; ids, names and frame numbers in the layout's style."""
-    rows, classes = [], LAYOUTS[layout]["classes"]
-    for subj in range(1, subjects + 1):
-        rng = _rng(seed, subj, 0)
-        emotions = [classes[i % len(classes)] for i in range(clips_per_subject)]
-        emotions = [emotions[i] for i in rng.permutation(clips_per_subject)]
-        for k, emotion in enumerate(emotions):
-            onset, apex, offset = _draw_span(rng)
-            suffix = "f" if rng.random() < 0.4 else ""
-            row = {"subject_num": subj, "subject": f"{subj:02d}", "k": k,
-                   "filename": f"EP{k + 1:02d}_{int(rng.integers(1, 12)):02d}{suffix}",
-                   "onset": onset, "apex": apex, "offset": offset, "apex_text": str(apex),
-                   "emotion": emotion, "au_text": None}
-            rows.append(_in_layout(row, layout))
-    return rows
-
-
-def _draw_span(rng):
-    """A clip's (onset, apex, offset): 24..40 frames from frame 1..60, the apex 35..65% of the way."""
-    span = int(rng.integers(24, 41))  # frames, offset - onset + 1
-    onset = int(rng.integers(1, 61))
-    return onset, onset + int(round(rng.uniform(0.35, 0.65) * (span - 1))), onset + span - 1
-
-
-def _samm_shift(k):
-    """Frames added to a generated clip's numbers in SAMM's layout: indices in a long recording."""
-    return SAMM_FIRST_FRAME + 200 * k
-
-
-def _in_layout(row, layout):
-    """A generated CASME II-style row renamed as `layout` writes its clips (same faces, frames, motion)."""
-    subj, k = row["subject_num"], row["k"]
-    if layout == "samm":
-        shift = _samm_shift(k)
-        row = {**row, "subject": f"{subj + 5:03d}", "onset": row["onset"] + shift, "apex": row["apex"] + shift,
-               "offset": row["offset"] + shift, "apex_text": str(row["apex"] + shift)}
-        row["filename"] = f"{row['subject']}_{k + 1}_{1 + k % 3}"
-    elif layout == "smic_hs":
-        row = {**row, "subject": str(subj), "filename": f"s{subj}_{SMIC_ABBREV[row['emotion']]}_{k + 1:02d}",
-               "apex_text": ""}
-    return row
-
-
-def _frame_number(value, what):
-    try:
-        return int_cell(value)
-    except ValueError:
-        raise ValueError(f"{what}: {cell_text(value)!r} is not a frame number") from None
-
-
-def _mirrored_rows(sheet, layout="casme2"):
-    """Sheet rows (dicts) copying a coding sheet (CASME II's, or SAMM's for layout samm): subjects,
-    filenames, frames, emotions, AU text. A missing apex ('/' or blank) is rendered mid-span and written as '/'."""
-    rows, count = [], {}
-    width = BUILTIN[layout]["subject_width"] or 2
-    for i, r in load_raw(sheet).iterrows():
-        where = f"{sheet} line {i}"  # load_raw indexes rows by sheet line
-        subject = normalise_subject(r.subject, width)
-        onset = _frame_number(r.onset, f"{where} OnsetFrame")
-        offset = _frame_number(r.offset, f"{where} OffsetFrame")
-        if cell_text(r.apex) in ("", *APEX_MISSING):
-            apex, apex_text = (onset + offset) // 2, "/"
-        else:
-            apex = _frame_number(r.apex, f"{where} ApexFrame")
-            apex_text = str(apex)
-        if offset < onset:
-            raise ValueError(f"{where}: need onset <= offset, got {onset}, {offset}")
-        # an annotated apex outside the clip (2 of SAMM's rows) is written as the sheet has it; the motion
-        # peaks at the nearest frame of the clip
-        apex = min(max(apex, onset), offset)
-        subj = int(subject)
-        k = count.get(subj, 0)  # the clip's index within its subject: picks its RNG
-        count[subj] = k + 1
-        rows.append({"subject_num": subj, "subject": subject, "k": k, "filename": cell_text(r.filename),
-                     "onset": onset, "apex": apex, "offset": offset, "apex_text": apex_text,
-                     "emotion": cell_text(r.emotion).lower() if layout == "samm" else cell_text(r.emotion),
-                     "au_text": cell_text(r.action_units)})
-    return rows
-
-
-COMPOSITE_EMOTIONS = {  # a composite class (0 negative, 1 positive, 2 surprise) as each dataset's sheet says it
-    "casme2": ["disgust", "happiness", "surprise"],
-    "samm": ["anger", "happiness", "surprise"],
-    "smic_hs": MEGC2019,
-}
-
-
-def is_composite(path):
-    """Whether `path` is the MEGC 2019 composite list (composite_3class.csv's columns)."""
-    if Path(path).suffix.lower() != ".csv":
-        return False
-    with open(path, newline="", errors="replace") as fh:
-        return fh.readline().strip().split(",")[:4] == ["dataset", "sub", "filename_o", "label"]
-
-
-def _composite_rows(path, layout, seed):
-    """Rows of the layout's dataset in the MEGC 2019 composite list (composite_3class.csv), named as its own
-    folders and sheet name them (mer.datasets.catalog.megc2019_name reads them back); frames drawn as a
-    generated demo's."""
-    import pandas as pd
-
-    listed = pd.read_csv(path, dtype=str)
-    mine = listed[listed.dataset == ("smic" if layout == "smic_hs" else layout)]
-    if mine.empty:
-        raise ValueError(f"{path}: no clip of dataset {layout} in the composite list")
-    rows, count = [], {}
-    for r in mine.itertuples():
-        number = int(r.sub.removeprefix("sub").removeprefix("s"))
-        k = count.get(number, 0)
-        count[number] = k + 1
-        onset, apex, offset = _draw_span(_rng(seed, number, 5, k))
-        emotion = COMPOSITE_EMOTIONS[layout][int(r.label)]
-        if layout == "casme2":
-            subject, filename = f"{number:02d}", r.filename_o
-        elif layout == "samm":
-            subject, filename = r.sub, r.filename_o
-            onset, apex, offset = (f + _samm_shift(k) for f in (onset, apex, offset))
-        else:  # SMIC's folders: s1/.../s1_ne_01 for the list's s01_ne_01
-            subject, filename = str(number), re.sub(r"^s0*(\d+)_", r"s\1_", r.filename_o)
-        rows.append({"subject_num": number, "subject": subject, "k": k, "filename": filename, "onset": onset,
-                     "apex": apex, "offset": offset, "apex_text": "" if layout == "smic_hs" else str(apex),
-                     "emotion": emotion, "au_text": None})
-    return rows
-
-
-def _shuffle_labels(rows, seed):
-    """Permute (emotion, AU text) within each subject; frames keep the motion of the true emotion."""
-    out = [dict(r) for r in rows]
-    for subj in sorted({r["subject_num"] for r in rows}):
-        idx = [i for i, r in enumerate(rows) if r["subject_num"] == subj]
-        perm = _rng(seed, subj, 3).permutation(len(idx))
-        for i, j in zip(idx, perm, strict=True):
-            out[i]["emotion"], out[i]["au_text"] = rows[idx[j]]["emotion"], rows[idx[j]]["au_text"]
-    return out
-
-
-def write_sheet(rows, path, layout="casme2"):
-    """The coding sheet with CASME II's header (two blank spacer columns), or SAMM's (notes above it, its
-    columns, emotions capitalised), or for SMIC's layout the list of clips drawn (the workflow reads SMIC's
-    folders, not this); written atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        if layout == "samm":
-            w.writerow(["Generated SAMM-shaped demo (mer demo): no real data."] + [""] * (len(SAMM_HEADER) - 1))
-            for _ in range(SAMM_NOTES - 1):
-                w.writerow([""] * len(SAMM_HEADER))
-            w.writerow(SAMM_HEADER)
-            for r in rows:
-                w.writerow([r["subject"], r["filename"], 1, r["onset"], r["apex_text"], r["offset"],
-                            r["offset"] - r["onset"] + 1, "Micro - 1/2", r["au_text"], r["emotion"].capitalize(),
-                            "", ""])
-            return Path(path)
-        if layout == "smic_hs":
-            w.writerow(["Subject", "Filename", "OnsetF", "OffsetF", "Emotion"])
-            for r in rows:
-                w.writerow([r["subject"], r["filename"], r["onset"], r["offset"], r["emotion"]])
-            return Path(path)
-        w.writerow(HEADER)
-        for r in rows:
-            w.writerow([r["subject"], r["filename"], "", r["onset"], r["apex_text"], r["offset"], "",
-                        r["au_text"], r["emotion"]])
-    return Path(path)
-
-
-def make_demo(out, subjects=6, clips_per_subject=10, amplitude=None, mirror=None, seed=0,
-              shuffle_labels=False, workers=2, layout="casme2"):
-    """Render the demo dataset into `out` and return the path of its coding sheet (out/coding.csv).
-
-    amplitude: peak AU displacement in frame px (None: DEFAULT_AMPLITUDE; 0: no expression motion).
-    mirror: a coding sheet whose rows (subjects, filenames, frames, emotions, AU text) are reproduced: CASME
-    II's or SAMM's (layout samm), or the MEGC 2019 composite list (the layout's dataset's clips in it).
-    layout: whose folders and sheet to imitate (LAYOUTS: casme2, samm, smic_hs).
-    shuffle_labels: permute the written emotions within each subject (labels carry no signal).
-    The output is byte-identical for the same arguments, whatever the number of workers.
-    """
-    out = Path(out)
-    amplitude = DEFAULT_AMPLITUDE if amplitude is None else float(amplitude)
-    if amplitude < 0:
-        raise ValueError(f"amplitude must be >= 0 px, got {amplitude}")
-    if layout not in LAYOUTS:
-        raise ValueError(f"demo layout {layout!r}: known {sorted(LAYOUTS)}")
-    if mirror and is_composite(mirror):
-        rows = _composite_rows(mirror, layout, seed)
-    elif mirror:
-        rows = _mirrored_rows(mirror, layout)
-    else:
-        rows = _generated_rows(subjects, clips_per_subject, seed, layout)
-    jobs = []
-    for r in rows:
-        plan = au_plan(r["emotion"].lower(), _rng(seed, r["subject_num"], 4, r["k"]))
-        if r["au_text"] is None:
-            r["au_text"] = au_text(plan)
-        jobs.append({**r, "plan": plan, "seed": seed, "amplitude": amplitude, "out": str(out), "layout": layout})
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        base_face()  # load dlib once before forking
-        if workers > 1 and len(jobs) > 1:
-            # fork, not spawn: spawn re-runs the caller's main module (a Snakemake script) in every child.
-            # A forked child hangs in OpenCV's thread pool if the parent used it, so each process renders
-            # with one OpenCV thread (set here) and the parallelism comes from the processes.
-            with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-                list(pool.imap(render_clip, jobs, chunksize=1))
-        else:
-            for job in jobs:
-                render_clip(job)
-    finally:
-        cv2.setNumThreads(threads)
-    if shuffle_labels:
-        rows = _shuffle_labels(rows, seed)
-    return write_sheet(rows, out / "coding.csv", layout)
