@@ -2,7 +2,8 @@
 
 from conftest import write_crop_cache
 
-from mer.bench import bench_protocol, bench_train, stage_breakdown
+from mer.bench.preprocess import stage_breakdown
+from mer.bench.train import bench_protocol, bench_train
 
 
 def test_bench_train_prints_every_mode(capsys):

@@ -112,20 +112,20 @@ def main(argv=None):
                   + ("clip list (no sheet: classes are folders) " if layout == "smic_hs" else "coding sheet ")
                   + str(sheet))
     elif args.command == "bench-preprocess":
-        from mer.bench import bench_preprocess
+        from mer.bench.preprocess import bench_preprocess
 
         record(args, argv, bench_preprocess(args.sheet, args.work, threads=args.threads))
     elif args.command == "bench-predict":
-        from mer.bench import bench_predict
+        from mer.bench.predict import bench_predict
 
         record(args, argv, bench_predict(args.work, frames=args.frames, repeats=args.repeats, size=args.size))
     elif args.command == "bench-train":
-        from mer.bench import bench_train
+        from mer.bench.train import bench_train
 
         record(args, argv, bench_train(args.backbone, args.sizes, args.batches, steps=args.steps, device=args.device,
                                        compile=args.compile, folds=args.folds))
     elif args.command == "bench-protocol":
-        from mer.bench import bench_protocol
+        from mer.bench.train import bench_protocol
 
         group = args.fold_group if args.fold_group in ("all", "auto") else int(args.fold_group)
         record(args, argv, bench_protocol(args.crops, epochs=args.epochs, fold_group=group, device=args.device,
