@@ -79,7 +79,7 @@ def load_model(path, device=None, ensemble=False):
             modelfile.check_supported(c, f)
         if c["frame"] not in FRAMES:
             raise PredictError(f"{f}: unknown frame choice {c['frame']!r}")
-        # Built on the meta device (no memory, no random init: 0.06 s instead of 0.4 s for SE-ResNeXt-50), then
+        # Built on the meta device (no memory and no random init, a fraction of a plain build's time), then
         # given the file's tensors; anything the file did not fill would stay meta, so that is checked.
         with torch.device("meta"):
             net = build_model(c["backbone"], len(c["classes"]))

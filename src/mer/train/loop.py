@@ -165,7 +165,7 @@ def same_config(saved, cfg):
 
 def val_metrics(probs, labels, classes):
     """Inner validation accuracy and UF1 of one epoch."""
-    from mer.metrics import classification_metrics  # here: scikit-learn's import (1 s) stays out of mer predict
+    from mer.metrics import classification_metrics  # here: scikit-learn's slow import stays out of mer predict
 
     m = classification_metrics([classes[i] for i in labels], [classes[i] for i in probs.argmax(1)], classes)
     return dict(val_acc=m["accuracy"], val_uf1=m["uf1"])
