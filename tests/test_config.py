@@ -7,24 +7,10 @@ import pytest
 import yaml
 from conftest import ROOT, SCHEMA
 
-from mer.config import (
-    FOLD_FILES,
-    Plan,
-    alternatives,
-    check_dataset_paths,
-    defaults,
-    experiment_of,
-    fold_paths,
-    group_of,
-    make_experiments,
-    member_fold,
-    member_name,
-    partition,
-    schema,
-    split_member,
-    train_defaults,
-)
+from mer.config import Plan, alternatives, check_dataset_paths, experiment_of, fold_paths, make_experiments
 from mer.datasets.catalog import entry
+from mer.schema import defaults, schema, train_defaults
+from mer.train.groups import FOLD_FILES, group_of, member_fold, member_name, partition, split_member
 
 
 def keys(node, path=()):

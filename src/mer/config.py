@@ -9,47 +9,17 @@ its runs: SUBJECT, or seedS/SUBJECT for a run NAME/seedS, so that its seeds fuse
 workflow/rules/common.smk validates the config against the schema and asks a Plan for the rest.
 """
 
-import copy
 import itertools
 import re
 from pathlib import Path
 
 import jsonschema
-import yaml
 
 from mer.datasets.catalog import fold_id, task_classes
 from mer.datasets.sheet import task_subjects
-from mer.train.data import AUDIT_FILE, input_datasets
-
-# The schema of the checkout this package lies in (src/mer/config.py -> workflow/schemas/).
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-
-# A fold's files, by the names the training rules give their outputs; fold.json last: it marks a fold done.
-FOLD_OUTPUTS = {"model": "model.pt", "metrics": "metrics.csv", "predictions": "predictions.tsv",
-                "audit": AUDIT_FILE, "info": "fold.json"}
-FOLD_FILES = tuple(FOLD_OUTPUTS.values())
-
-
-def schema(path=SCHEMA_PATH):
-    """The workflow's config schema (this checkout's, or the one at `path`), a fresh copy each call."""
-    return yaml.safe_load(Path(path).read_text())
-
-
-def defaults(node):
-    """The config a schema object gives when nothing is set: each property's default, an object's default
-    completed by its own properties' defaults (as Snakemake's validate fills a config)."""
-    out = {}
-    for key, prop in node.get("properties", {}).items():
-        if "default" in prop:
-            out[key] = copy.deepcopy(prop["default"])
-            if "properties" in prop:
-                out[key] = {**defaults(prop), **out[key]}
-    return out
-
-
-def train_defaults():
-    """The schema's `train` defaults: the paper's training settings."""
-    return defaults(schema()["properties"]["train"])
+from mer.schema import schema
+from mer.train.data import input_datasets
+from mer.train.groups import FOLD_FILES, FOLD_OUTPUTS, group_of, member_name, split_member
 
 
 def fold_paths(folder):
@@ -144,54 +114,9 @@ def run_prefix(run):
     return run.partition("/")[2]
 
 
-def member_name(fold, prefix=""):
-    """A fold group member: FOLD, or 'seedS/FOLD' for a fold of run NAME/seedS (prefix 'seedS')."""
-    return f"{prefix}/{fold}" if prefix else str(fold)
-
-
-def split_member(member):
-    """(run prefix, fold) of a group member (member_name's inverse): ('', FOLD) or ('seedS', FOLD)."""
-    prefix, _, fold = str(member).rpartition("/")
-    if prefix and not re.fullmatch(r"seed-?\d+", prefix):
-        raise ValueError(f"fold group member {member!r} is neither SUBJECT nor seedS/SUBJECT")
-    return prefix, fold
-
-
-def member_fold(member, cfg):
-    """(held-out fold, training config) of a group member: 'FOLD' trains with cfg's seed, 'seedS/FOLD'
-    with seed S. The member is also the fold's folder in the group's store."""
-    prefix, fold = split_member(member)
-    return fold, ({**cfg, "seed": int(prefix.removeprefix("seed"))} if prefix else cfg)
-
-
 def alternatives(names):
     """A Snakemake wildcard regex matching exactly these names ((?!) matches nothing)."""
     return "|".join(re.escape(n) for n in names) if names else "(?!)"
-
-
-def chunks(items, size):
-    """Consecutive runs of `size` items (the last may be shorter)."""
-    items = list(items)
-    return [items[i: i + size] for i in range(0, len(items), size)]
-
-
-def partition(members, fold_group):
-    """The fold groups of an experiment: lists of consecutive members (in fold order)."""
-    members = list(members)
-    if fold_group in ("all", "auto"):
-        return [members] if members else []
-    k = int(fold_group)
-    if k < 1:
-        raise ValueError(f"fold_group must be >= 1, 'all' or 'auto', not {fold_group!r}")
-    return chunks(members, k)
-
-
-def group_of(members, fold_group, member):
-    """The group holding `member`."""
-    for g in partition(members, fold_group):
-        if str(member) in g:
-            return g
-    raise ValueError(f"subject {member!r} has no fold among {list(members)}")
 
 
 class Plan:

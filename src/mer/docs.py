@@ -6,8 +6,8 @@ import re
 import shlex
 from pathlib import Path
 
-from mer.config import SCHEMA_PATH, schema
 from mer.records import RECORDS, ROOT, load_records, record_name
+from mer.schema import SCHEMA_PATH, schema
 
 
 def generated_line(source):

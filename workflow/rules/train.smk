@@ -7,7 +7,7 @@ TRAIN_CODE = code(
     "train.outputs",
     "train.inference",
     "train.modelfile",
-    "config",
+    "schema",
     "train.augment",
     "train.data",
     "preprocess.flow",
@@ -15,7 +15,7 @@ TRAIN_CODE = code(
     "train.losses",
     "metrics",
 )
-# A fold's folder; its files: mer.config.FOLD_OUTPUTS.
+# A fold's folder; its files: mer.train.groups.FOLD_OUTPUTS.
 FOLD = f"{RES}/{{experiment}}/folds/{{fold}}"
 
 

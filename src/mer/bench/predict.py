@@ -17,8 +17,8 @@ def bench_predict(work="bench/predict", frames=400, repeats=3, size=224, backbon
     import cv2
     import torch
 
-    from mer.config import defaults, schema, train_defaults
     from mer.demo import make_demo
+    from mer.schema import defaults, schema, train_defaults
     from mer.train.modelfile import state
     from mer.train.models import build_model
     from mer.train.settings import DEFAULTS, resolve

@@ -93,7 +93,7 @@ def bench_protocol(crops, epochs=1, fold_group="auto", device=None, work="bench/
     returns them as a dict of figures."""
     import torch
 
-    from mer.config import schema, train_defaults
+    from mer.schema import schema, train_defaults
     from mer.train.data import subjects_with_samples
     from mer.train.groups import input_key, train_group
     from mer.train.settings import DEFAULTS

@@ -12,7 +12,7 @@ fold_group: 1 (train_fold, each fold alone), K >= 2 (groups of K consecutive fol
 or 'auto': one group per experiment in the DAG, trained at run time in fused chunks sized to the free
 GPU memory (halved on an out-of-memory error), or on the CPU fused where that measured faster (small
 inputs: batch x size^2 up to CPU_FUSE_MAX_PIXELS) and else one fold after another in the group's process.
-Which folds form a group: mer.config.partition.
+Which folds form a group: partition (each experiment's members in fold order, mer.config.Plan).
 """
 
 import contextlib
@@ -20,11 +20,62 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
-from mer.config import FOLD_FILES, chunks, member_fold
 from mer.io import atomic_path, write_json
+from mer.train.data import AUDIT_FILE
+
+# A fold's files, by the names the training rules give their outputs; fold.json last: it marks a fold done.
+FOLD_OUTPUTS = {"model": "model.pt", "metrics": "metrics.csv", "predictions": "predictions.tsv",
+                "audit": AUDIT_FILE, "info": "fold.json"}
+FOLD_FILES = tuple(FOLD_OUTPUTS.values())
+
+
+def member_name(fold, prefix=""):
+    """A fold group member: FOLD, or 'seedS/FOLD' for a fold of run NAME/seedS (prefix 'seedS')."""
+    return f"{prefix}/{fold}" if prefix else str(fold)
+
+
+def split_member(member):
+    """(run prefix, fold) of a group member (member_name's inverse): ('', FOLD) or ('seedS', FOLD)."""
+    prefix, _, fold = str(member).rpartition("/")
+    if prefix and not re.fullmatch(r"seed-?\d+", prefix):
+        raise ValueError(f"fold group member {member!r} is neither SUBJECT nor seedS/SUBJECT")
+    return prefix, fold
+
+
+def member_fold(member, cfg):
+    """(held-out fold, training config) of a group member: 'FOLD' trains with cfg's seed, 'seedS/FOLD'
+    with seed S. The member is also the fold's folder in the group's store."""
+    prefix, fold = split_member(member)
+    return fold, ({**cfg, "seed": int(prefix.removeprefix("seed"))} if prefix else cfg)
+
+
+def chunks(items, size):
+    """Consecutive runs of `size` items (the last may be shorter)."""
+    items = list(items)
+    return [items[i: i + size] for i in range(0, len(items), size)]
+
+
+def partition(members, fold_group):
+    """The fold groups of an experiment: lists of consecutive members (in fold order)."""
+    members = list(members)
+    if fold_group in ("all", "auto"):
+        return [members] if members else []
+    k = int(fold_group)
+    if k < 1:
+        raise ValueError(f"fold_group must be >= 1, 'all' or 'auto', not {fold_group!r}")
+    return chunks(members, k)
+
+
+def group_of(members, fold_group, member):
+    """The group holding `member`."""
+    for g in partition(members, fold_group):
+        if str(member) in g:
+            return g
+    raise ValueError(f"subject {member!r} has no fold among {list(members)}")
 
 
 def input_key(cfg, members, paths):

@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from mer.config import train_defaults
+from mer.schema import train_defaults
 
 REQUIRED = ("name", "backbone", "task", "classes", "frame", "size")
 # The schema's `train` defaults, but for what a run must name itself: its model, task and input (REQUIRED)
