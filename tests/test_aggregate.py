@@ -5,7 +5,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from mer.evaluate.aggregate import PAPER_REPORTED, aggregate, summarise, training_curves
+from mer.evaluate.plots import training_curves
+from mer.evaluate.pooling import aggregate, aggregate_seeds, leakage_audit
+from mer.evaluate.reported import PAPER_REPORTED
+from mer.evaluate.summary import summarize_experiments
 
 CLASSES = ["happiness", "surprise", "disgust", "repression", "others"]
 
@@ -53,13 +56,13 @@ def test_aggregate_pools_folds(tmp_path):
     assert per_fold.accuracy[1] == pytest.approx(accuracy_score(g.y_true, g.y_pred))
 
 
-def test_summarise_adds_reported_rows_for_casme2(tmp_path):
+def test_summarize_experiments_adds_reported_rows_for_casme2(tmp_path):
     out = tmp_path / "agg"
     aggregate(write_folds(tmp_path), CLASSES, out, "se_apex_focal")
     cfg = dict(backbone="seresnext50_32x4d", frame="apex", loss="focal", task="5class", size=224, epochs=100)
     experiments = {"se_apex_focal": (out / "metrics.json", cfg)}
 
-    table = summarise(experiments, tmp_path / "summary.md", tmp_path / "summary.tsv", "casme2")
+    table = summarize_experiments(experiments, tmp_path / "summary.md", tmp_path / "summary.tsv", "casme2")
     tsv = pd.read_csv(tmp_path / "summary.tsv", sep="\t")
     assert len(tsv) == 1 + len(PAPER_REPORTED) == len(table)
     assert tsv.accuracy[0] == pytest.approx(json.loads((out / "metrics.json").read_text())["accuracy"])
@@ -69,7 +72,7 @@ def test_summarise_adds_reported_rows_for_casme2(tmp_path):
     md = (tmp_path / "summary.md").read_text()
     assert "SE-ResNeXt-50 (reported)" in md and "0.5926" in md and "| SE-ResNeXt-50 | se_apex_focal |" in md
 
-    summarise(experiments, tmp_path / "demo.md", tmp_path / "demo.tsv", "demo")
+    summarize_experiments(experiments, tmp_path / "demo.md", tmp_path / "demo.tsv", "demo")
     assert len(pd.read_csv(tmp_path / "demo.tsv", sep="\t")) == 1
     assert "(reported)" not in (tmp_path / "demo.md").read_text()
     assert not (tmp_path / "demo.html").exists()  # only on request
@@ -104,12 +107,12 @@ def html_table(html):
     return pd.DataFrame(parser.rows[1:], columns=parser.rows[0])
 
 
-def test_summarise_html_has_every_row(tmp_path):
+def test_summarize_experiments_html_has_every_row(tmp_path):
     out = tmp_path / "agg"
     m = aggregate(write_folds(tmp_path), CLASSES, out, "se<1>")
     cfg = dict(backbone="seresnext50_32x4d", frame="apex", loss="focal", task="5class", size=224, epochs=100)
-    summarise({"se<1>": (out / "metrics.json", cfg)}, tmp_path / "s.md", tmp_path / "s.tsv", "casme2",
-              out_html=tmp_path / "s.html")
+    summarize_experiments({"se<1>": (out / "metrics.json", cfg)}, tmp_path / "s.md", tmp_path / "s.tsv", "casme2",
+                          out_html=tmp_path / "s.html")
     html = (tmp_path / "s.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "Results on casme2 (leave-one-subject-out)" in html
     table = html_table(html)
@@ -182,23 +185,21 @@ def test_summary_pairs_each_experiment_with_the_first_of_its_task(tmp_path):
             p.assign(y_pred=p.y_true).to_csv(out / "predictions.tsv", sep="\t", index=False)
         experiments[name] = (out / "metrics.json", cfg)
     experiments["other_task"] = (tmp_path / "first" / "metrics.json", {**cfg, "task": "3class"})
-    summarise(experiments, tmp_path / "s.md", tmp_path / "s.tsv", "demo", out_html=tmp_path / "s.html")
+    summarize_experiments(experiments, tmp_path / "s.md", tmp_path / "s.tsv", "demo", out_html=tmp_path / "s.html")
     md = (tmp_path / "s.md").read_text()
     assert "## Paired differences of UF1" in md and "| same − first | +0.0000 | +0.0000 to +0.0000 |" in md
     assert "| better − first | +" in md and "other_task" not in md.split("## Paired")[1]
     assert "UF1 95% CI" in md and "UF1, mean of folds" in md
     assert "Paired differences of UF1" in (tmp_path / "s.html").read_text()
-    summarise(experiments, tmp_path / "c.md", tmp_path / "c.tsv", "demo", compare=[["better", "same"]])
+    summarize_experiments(experiments, tmp_path / "c.md", tmp_path / "c.tsv", "demo", compare=[["better", "same"]])
     assert "| same − better | -" in (tmp_path / "c.md").read_text()
     with pytest.raises(ValueError, match="unknown: \\['nope'\\]"):
-        summarise(experiments, tmp_path / "d.md", tmp_path / "d.tsv", "demo", compare=[["first", "nope"]])
+        summarize_experiments(experiments, tmp_path / "d.md", tmp_path / "d.tsv", "demo", compare=[["first", "nope"]])
 
 
 def test_leakage_audit_picks_each_subjects_test_best_epoch(tmp_path):
     """Two folds, three epochs each, made by hand: subject 01 is best at epoch 2 (3 of 3 right), subject 02
     at epochs 1 and 3 (2 of 3; the first is taken). The final-epoch result stays the pooled predictions.tsv."""
-    from mer.evaluate.aggregate import leakage
-
     truth = {"01": ["happiness", "surprise", "others"], "02": ["happiness", "happiness", "surprise"]}
     preds = {  # epoch -> predictions per subject
         "01": {1: ["others", "others", "others"], 2: ["happiness", "surprise", "others"],
@@ -216,7 +217,7 @@ def test_leakage_audit_picks_each_subjects_test_best_epoch(tmp_path):
         pd.DataFrame([r for r in rows if r["epoch"] == 3]).drop(columns="epoch").to_csv(
             d / "predictions.tsv", sep="\t", index=False)
         dirs.append(d)
-    audit = leakage([d / "held_out_by_epoch.tsv" for d in dirs], CLASSES)
+    audit = leakage_audit([d / "held_out_by_epoch.tsv" for d in dirs], CLASSES)
     assert audit["epochs"] == {"01": 2, "02": 1}
     chosen_true = truth["01"] + truth["02"]
     chosen_pred = preds["01"][2] + preds["02"][1]
@@ -228,7 +229,8 @@ def test_leakage_audit_picks_each_subjects_test_best_epoch(tmp_path):
                                               zero_division=0))
     assert m["leakage"]["uf1"] == audit["uf1"] > m["uf1"]
     cfg = dict(backbone="resnet50", frame="apex", loss="focal", task="5class", size=224, epochs=3)
-    summarise({"x": (tmp_path / "agg" / "metrics.json", cfg)}, tmp_path / "s.md", tmp_path / "s.tsv", "demo")
+    summarize_experiments({"x": (tmp_path / "agg" / "metrics.json", cfg)}, tmp_path / "s.md", tmp_path / "s.tsv",
+                          "demo")
     md = (tmp_path / "s.md").read_text()
     assert "Leakage: UF1 with test-set epoch selection" in md and f"{audit['uf1']:.4f}" in md
     assert "is not a result either" in md
@@ -237,8 +239,6 @@ def test_leakage_audit_picks_each_subjects_test_best_epoch(tmp_path):
 def test_seeds_give_mean_sd_and_the_interval_of_the_mean(tmp_path):
     """Three seeds' runs of one experiment (each pooled by aggregate): aggregate_seeds reports the mean and
     sample sd over seeds, each seed's own scores, and a reproducible interval that holds the mean UF1."""
-    from mer.evaluate.aggregate import aggregate_seeds
-
     dirs = write_folds(tmp_path)
     runs, per_seed = [], []
     for s in (0, 1, 2):
@@ -266,9 +266,10 @@ def test_seeds_give_mean_sd_and_the_interval_of_the_mean(tmp_path):
 
     cfg = dict(backbone="resnet18", input="flow", frame="apex", loss="focal", task="5class", size=64, epochs=5,
                classes=CLASSES)
-    summarise({"one": (tmp_path / "run0" / "metrics.json", cfg), "seeds": (tmp_path / "exp" / "metrics.json", cfg),
-               "same": (tmp_path / "exp" / "metrics.json", cfg)}, tmp_path / "s.md", tmp_path / "s.tsv", "demo",
-              out_html=tmp_path / "s.html", compare=[["seeds", "same"], ["one", "seeds"]])
+    experiments = {"one": (tmp_path / "run0" / "metrics.json", cfg), "seeds": (tmp_path / "exp" / "metrics.json", cfg),
+                   "same": (tmp_path / "exp" / "metrics.json", cfg)}
+    summarize_experiments(experiments, tmp_path / "s.md", tmp_path / "s.tsv", "demo", out_html=tmp_path / "s.html",
+                          compare=[["seeds", "same"], ["one", "seeds"]])
     md = (tmp_path / "s.md").read_text()
     assert "| Input |" in md and "| Seeds |" in md and "| flow |" in md and "| 0, 1, 2 |" in md
     assert f"{m['uf1']:.4f} ± {m['uf1_sd']:.4f}" in md and f"{m['accuracy']:.4f} ± {m['accuracy_sd']:.4f}" in md
@@ -314,7 +315,7 @@ def test_composite_scores_each_dataset_apart(tmp_path):
 
     experiments = {"comp": (tmp_path / "agg" / "metrics.json", {"backbone": "resnet10t", "task": "megc2019"})}
     label = "casme2 + samm + smic_hs"
-    summarise(experiments, tmp_path / "s.md", tmp_path / "s.tsv", label, out_html=tmp_path / "s.html")
+    summarize_experiments(experiments, tmp_path / "s.md", tmp_path / "s.tsv", label, out_html=tmp_path / "s.html")
     md = (tmp_path / "s.md").read_text()
     assert "## Per dataset" in md and "| comp | samm | 1 | 3 |" in md and "Confusion of comp on smic_hs" in md
     assert "HTNet (reported)" in md and "CausalNet (reported)" in md and "held-out subject" in md
@@ -322,5 +323,5 @@ def test_composite_scores_each_dataset_apart(tmp_path):
     assert tsv[tsv.source == "reported"].uf1.tolist() == [0.8603, 0.8976]
     assert "<h3>Per dataset</h3>" in (tmp_path / "s.html").read_text()
     # the generated demo: never published numbers, even for datasets named like the real ones
-    summarise(experiments, tmp_path / "d.md", tmp_path / "d.tsv", label, real=False)
+    summarize_experiments(experiments, tmp_path / "d.md", tmp_path / "d.tsv", label, real=False)
     assert "(reported)" not in (tmp_path / "d.md").read_text() and "## Per dataset" in (tmp_path / "d.md").read_text()

@@ -265,7 +265,7 @@ def test_changed_frames_of_one_subject_rerun_its_preprocessing_and_every_fold(co
 @pytest.mark.parametrize(
     "module, expected",
     [
-        ("evaluate/aggregate", {"aggregate_loso": 1, "summarize_experiments": 1, "all": 1}),
+        ("evaluate/pooling", {"aggregate_loso": 1, "summarize_experiments": 1, "all": 1}),
         ("preprocess/apex", {"spot_apex": 3, "crop_faces": 3, "train_fold": 3, "aggregate_loso": 1,
                              "summarize_experiments": 1, "report_preprocessing": 1, "all": 1}),
     ],

@@ -105,7 +105,7 @@ rule aggregate_loso:
         predictions=lambda wc: PLAN.fold_files(wc.experiment, "predictions"),
         metrics=lambda wc: PLAN.fold_files(wc.experiment, "metrics"),
         audit=lambda wc: PLAN.fold_files(wc.experiment, "audit"),
-        code=code("evaluate.aggregate", "metrics"),
+        code=code("evaluate.pooling", "evaluate.plots", "metrics"),
     output:
         predictions=f"{RES}/{{experiment}}/predictions.tsv",
         metrics=f"{RES}/{{experiment}}/metrics.json",
@@ -154,7 +154,7 @@ rule aggregate_seeds:
         predictions=lambda wc: [
             f"{RES}/{r}/predictions.tsv" for r in PLAN.runs_of(wc.experiment)
         ],
-        code=code("evaluate.aggregate", "metrics"),
+        code=code("evaluate.pooling", "metrics"),
     output:
         predictions=f"{RES}/{{experiment}}/predictions.tsv",
         metrics=f"{RES}/{{experiment}}/metrics.json",
@@ -175,7 +175,14 @@ rule summarize_experiments:
     input:
         metrics=[f"{RES}/{name}/metrics.json" for name in EXPERIMENTS],
         predictions=[f"{RES}/{name}/predictions.tsv" for name in EXPERIMENTS],
-        code=code("evaluate.aggregate", "metrics"),
+        code=code(
+            "evaluate.summary",
+            "evaluate.render",
+            "evaluate.notes",
+            "evaluate.reported",
+            "evaluate.pooling",
+            "metrics",
+        ),
     output:
         md=f"{RES}/summary.md",
         tsv=report(

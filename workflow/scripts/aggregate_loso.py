@@ -1,6 +1,7 @@
 from pathlib import Path
 
-from mer.evaluate.aggregate import aggregate, training_curves
+from mer.evaluate.plots import training_curves
+from mer.evaluate.pooling import aggregate
 from mer.io import log_to
 
 log_to(snakemake.log[0])

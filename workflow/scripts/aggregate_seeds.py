@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from mer.evaluate.aggregate import aggregate_seeds
+from mer.evaluate.pooling import aggregate_seeds
 from mer.io import log_to
 
 log_to(snakemake.log[0])

@@ -14,8 +14,9 @@ import numpy as np
 from mer.datasets.catalog import fold_id, split_fold
 from mer.preprocess import flow
 
-# A fold's held-out predictions after every epoch, for the leakage audit alone (mer.evaluate.aggregate.leakage): never
-# read by training or by any choice; the result is the final epoch's predictions.tsv.
+# A fold's held-out predictions after every epoch, for the leakage audit alone
+# (mer.evaluate.pooling.leakage_audit): never read by training or by any choice; the result is the final
+# epoch's predictions.tsv.
 AUDIT_FILE = "held_out_by_epoch.tsv"
 
 
