@@ -294,7 +294,7 @@ def test_moved_run_has_nothing_to_do(copied_repo_run, tmp_path):
     proc = run_snakemake(moved / "work", "-n", "--cores", "2", repo=moved / "repo", env=env)
     assert "Nothing to be done" in proc.stdout, proc.stdout[-3000:]
     # and the moved copy still reruns what a changed module feeds
-    path = moved / "repo" / "src" / "mer" / "evaluate" / "aggregate.py"
+    path = moved / "repo" / "src" / "mer" / "evaluate" / "pooling.py"
     path.write_text(path.read_text() + "\n\nCHANGED = True\n")
     counts = job_counts(run_snakemake(moved / "work", "-n", "--cores", "2", repo=moved / "repo", env=env))
     assert counts == {"aggregate_loso": 1, "summarize_experiments": 1, "all": 1}

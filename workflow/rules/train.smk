@@ -15,6 +15,8 @@ TRAIN_CODE = code(
     "train.losses",
     "metrics",
 )
+# The library modules that every rule pooling a run's or an experiment's predictions runs.
+POOLING_CODE = code("evaluate.pooling", "evaluate.plots", "metrics")
 # A fold's folder; its files: mer.train.groups.FOLD_OUTPUTS.
 FOLD = f"{RES}/{{experiment}}/folds/{{fold}}"
 
@@ -105,7 +107,7 @@ rule aggregate_loso:
         predictions=lambda wc: PLAN.fold_files(wc.experiment, "predictions"),
         metrics=lambda wc: PLAN.fold_files(wc.experiment, "metrics"),
         audit=lambda wc: PLAN.fold_files(wc.experiment, "audit"),
-        code=code("evaluate.pooling", "evaluate.plots", "metrics"),
+        code=POOLING_CODE,
     output:
         predictions=f"{RES}/{{experiment}}/predictions.tsv",
         metrics=f"{RES}/{{experiment}}/metrics.json",
@@ -154,7 +156,7 @@ rule aggregate_seeds:
         predictions=lambda wc: [
             f"{RES}/{r}/predictions.tsv" for r in PLAN.runs_of(wc.experiment)
         ],
-        code=code("evaluate.pooling", "metrics"),
+        code=POOLING_CODE,
     output:
         predictions=f"{RES}/{{experiment}}/predictions.tsv",
         metrics=f"{RES}/{{experiment}}/metrics.json",
@@ -175,13 +177,12 @@ rule summarize_experiments:
     input:
         metrics=[f"{RES}/{name}/metrics.json" for name in EXPERIMENTS],
         predictions=[f"{RES}/{name}/predictions.tsv" for name in EXPERIMENTS],
-        code=code(
+        code=POOLING_CODE
+        + code(
             "evaluate.summary",
             "evaluate.render",
             "evaluate.notes",
             "evaluate.reported",
-            "evaluate.pooling",
-            "metrics",
         ),
     output:
         md=f"{RES}/summary.md",
