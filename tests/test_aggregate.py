@@ -325,3 +325,35 @@ def test_composite_scores_each_dataset_apart(tmp_path):
     # the generated demo: never published numbers, even for datasets named like the real ones
     summarize_experiments(experiments, tmp_path / "d.md", tmp_path / "d.tsv", label, real=False)
     assert "(reported)" not in (tmp_path / "d.md").read_text() and "## Per dataset" in (tmp_path / "d.md").read_text()
+
+
+def test_both_renderings_show_one_summary(tmp_path):
+    """summary.md and summary.html render the same model: every cell of every table, every note, the sections
+    in one order; the prose comes from mer.evaluate.notes alone."""
+    from mer.evaluate.notes import NOTES
+    from mer.evaluate.render import to_html, to_markdown
+    from mer.evaluate.summary import build_summary
+
+    dirs, _ = write_composite_folds(tmp_path)
+    for name in ("comp", "other"):
+        aggregate(dirs, MEGC, tmp_path / name, {"name": name, "task": "megc2019"})
+    cfg = {"backbone": "resnet10t", "task": "megc2019", "classes": MEGC, "datasets": ["casme2"],
+           "test_datasets": ["samm", "smic_hs"]}
+    experiments = {n: (tmp_path / n / "metrics.json", cfg) for n in ("comp", "other")}
+    summary = build_summary(experiments, "casme2 + samm + smic_hs")
+    md, html = to_markdown(summary), to_html(summary)
+    assert [s.title for s in summary.sections] == [NOTES["paired_title"], NOTES["per_dataset_title"]]
+    assert md.index("## Paired") < md.index("## Per dataset") and html.index("<h3>Paired") < html.index("<h3>Per")
+    tables = [summary.table] + [t for s in summary.sections for t in (s.table, *s.matrices)]
+    for table in tables:
+        for row in table.rows:
+            assert "| " + " | ".join(row) + " |" in md
+            for cell in row:
+                assert cell.replace("−", "&minus;") in html
+    assert summary.note in md and " ".join(summary.note.splitlines()).replace("'", "&#x27;") in html
+    for key in ("cross_dataset", "reported"):  # a cross-dataset experiment beside published rows
+        assert NOTES[key] in summary.note
+    for s in summary.sections:
+        assert s.note in md and s.note.replace("'", "&#x27;") in html
+    assert NOTES["bar"].replace("–", "&ndash;") in html and "0–1 scale" not in md
+    assert summary.frame.source.tolist() == ["this workflow"] * 2 + ["reported"] * 2

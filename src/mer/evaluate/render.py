@@ -9,6 +9,7 @@ from mer.evaluate.notes import NOTES
 
 
 def to_markdown(summary):
+    """summary.md: the results table and its note, then each section (table, note and matrices)."""
     lines = [f"# {summary.title}", "", *_md_table(summary.table), "", summary.note]
     for s in summary.sections:
         lines += ["", f"## {s.title}", "", *_md_table(s.table), "",

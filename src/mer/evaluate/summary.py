@@ -35,6 +35,7 @@ NUMERIC_COLUMNS = ("size", "epochs", "accuracy", "uf1", "uar", "uf1_fold_mean", 
                    "n_samples")
 BLANK = "–"  # an empty cell
 
+
 @dataclass(frozen=True)
 class Table:
     """A table as both renderings show it: its headings and each cell's text."""
@@ -58,6 +59,7 @@ class Section:
 
 @dataclass(frozen=True)
 class Summary:
+    """What summary.tsv, summary.md and summary.html show, built once (build_summary)."""
     title: str
     frame: pd.DataFrame  # summary.tsv: one row per experiment (TSV_COLUMNS), then the published ones
     table: Table  # the frame as shown: SUMMARY_COLUMNS
