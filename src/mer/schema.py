@@ -12,7 +12,8 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "co
 
 def schema(path=SCHEMA_PATH):
     """The workflow's config schema (this checkout's, or the one at `path`), a fresh copy each call."""
-    return yaml.safe_load(Path(path).read_text())
+    # libyaml's loader where PyYAML has it: every training job and `mer predict` read the schema at start-up
+    return yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def defaults(node):
